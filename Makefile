@@ -1,0 +1,82 @@
+# Set-up, build and test of the book. On a fresh machine: `make book`, then `make test`.
+# Needs Python 3.11, node/npm (for `vendor`) and, for `test`, apt (to install Chromium if missing).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+PYTHON_BOOT := $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.stamp
+
+VENDOR := _static/vendor
+HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
+REQUIREJS := requirejs@2.3.8
+# Named after the versions, so changing a version re-vendors.
+VENDOR_STAMP := $(VENDOR)/.stamp-$(subst /,-,$(HTML_MANAGER))-$(REQUIREJS)
+
+HTML := _build/html
+NBVAL_PASSES ?= 2
+
+.PHONY: venv vendor book build test unit-test nbval system-deps execute lab clean
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.txt $(wildcard pyproject.toml)
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(if $(wildcard pyproject.toml),$(PY) -m pip install -e .)
+	touch $@
+
+# Widget JavaScript served from this site, never from a CDN.
+vendor: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP):
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent $(HTML_MANAGER) $(REQUIREJS) >/dev/null) && \
+	mkdir -p "$$tmp/html-manager" "$$tmp/requirejs" && \
+	tar -xzf "$$tmp"/jupyter-widgets-html-manager-*.tgz -C "$$tmp/html-manager" && \
+	tar -xzf "$$tmp"/requirejs-*.tgz -C "$$tmp/requirejs" && \
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR) && \
+	cp -r "$$tmp"/html-manager/package/dist/. $(VENDOR)/ && \
+	cp "$$tmp"/requirejs/package/require.js $(VENDOR)/
+	touch $@
+
+book: venv vendor build
+
+# Notebooks are never executed here (execute_notebooks: off). -W turns every warning into an error;
+# --all re-reads every page, so a warning cannot hide in an unchanged page of an incremental build.
+build:
+	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going --builder html
+	@echo "Built $(HTML)/index.html"
+
+system-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	fi
+
+test: book system-deps
+	$(MAKE) --no-print-directory unit-test nbval
+
+unit-test: venv
+	$(PY) -m pytest tests
+
+# Strict comparison of stored outputs, NBVAL_PASSES times: same seeds must give the same outputs.
+nbval: venv
+	for pass in $$(seq 1 $(NBVAL_PASSES)); do \
+		echo "nbval pass $$pass of $(NBVAL_PASSES)"; \
+		$(PY) -m pytest --nbval --nbval-current-env book/ \
+			--nbval-sanitize-with tests/nbval_sanitize.cfg; \
+	done
+
+# Re-run every chapter and store outputs and widget state (then commit the notebooks).
+execute: venv
+	$(PY) tools/execute_notebooks.py
+
+lab: venv
+	$(VENV)/bin/jupyter lab book/
+
+clean:
+	rm -rf _build $(VENDOR) .pytest_cache
