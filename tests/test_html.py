@@ -1,0 +1,264 @@
+"""The built book (`_build/html`) in a real headless Chromium, served from 127.0.0.1.
+
+Every page of the toc: no request leaves the machine, nothing fails to load, no console error,
+MathJax typesets all math, output figures load, stored widget snapshots render, theorems and
+exercises are numbered. A browser-free check also scans the HTML for remote scripts and styles.
+
+Set HTML_TEST_SCREENSHOTS=DIR to save a full-page screenshot of every page there.
+"""
+
+import functools
+import http.server
+import os
+import re
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+LOCAL_HOST = "127.0.0.1"
+TIMEOUT_MS = 30_000
+
+needs_build = pytest.mark.skipif(
+    not (HTML / "index.html").is_file(), reason="no _build/html: run `make book` first"
+)
+
+
+def toc_docnames():
+    """Docnames in reading order, from _toc.yml (root, then parts, chapters and sections)."""
+
+    def walk(node):
+        if "file" in node:
+            yield node["file"]
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key, []):
+                yield from walk(child)
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"], *walk(toc)]
+
+
+def is_notebook(docname):
+    return (ROOT / f"{docname}.ipynb").is_file()
+
+
+# ---------------------------------------------------------------- browser-free guard
+
+
+class _RemoteRefs(HTMLParser):
+    """Collects references that make a browser fetch from another host."""
+
+    FETCHING_RELS = {"stylesheet", "preload", "prefetch", "modulepreload", "icon", "manifest",
+                     "preconnect", "dns-prefetch", "apple-touch-icon"}
+
+    def __init__(self):
+        super().__init__()
+        self.remote = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        refs = []
+        if tag in {"script", "img", "iframe", "source", "audio", "video", "embed", "track"}:
+            refs.append(attrs.get("src"))
+        if tag == "link" and self.FETCHING_RELS & set((attrs.get("rel") or "").split()):
+            refs.append(attrs.get("href"))
+        if tag == "object":
+            refs.append(attrs.get("data"))
+        if tag == "script":
+            refs.append(attrs.get("data-jupyter-widgets-cdn"))
+        for ref in refs:
+            if ref and is_remote(ref):
+                self.remote.append(f"<{tag}> {ref}")
+
+
+def is_remote(url):
+    return url.strip().lower().startswith(("http://", "https://", "//"))
+
+
+@needs_build
+def test_html_references_nothing_remote():
+    remote = {}
+    for page in sorted(HTML.rglob("*.html")):
+        parser = _RemoteRefs()
+        parser.feed(page.read_text(encoding="utf8"))
+        if parser.remote:
+            remote[str(page.relative_to(HTML))] = parser.remote
+    for css in sorted(HTML.rglob("*.css")):
+        urls = re.findall(r"""(?:url\(|@import)\s*['"]?((?:https?:)?//[^'")\s]+)""", css.read_text(encoding="utf8"))
+        if urls:
+            remote[str(css.relative_to(HTML))] = urls
+    assert not remote, f"remote resources referenced: {remote}"
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{LOCAL_HOST}:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not found: run `make system-deps` (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # Never Playwright's own browser download: the system Chromium only.
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+class LoadedPage:
+    """A page opened in the browser, with everything it requested and logged."""
+
+    def __init__(self, browser, url):
+        self.requests, self.failures, self.errors = [], [], []
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("requestfailed", lambda r: self.failures.append(f"{r.url} ({r.failure})"))
+        self.page.on("response", self._on_response)
+        self.page.on("console", self._on_console)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
+        if self.page.evaluate("() => !!(window.MathJax && window.MathJax.startup)"):
+            self.page.evaluate("() => window.MathJax.startup.promise")
+        if self.count("script[type='application/vnd.jupyter.widget-view+json']"):
+            self.page.wait_for_selector(".jupyter-widgets", state="visible", timeout=TIMEOUT_MS)
+        self.page.wait_for_load_state("networkidle", timeout=TIMEOUT_MS)
+
+    def _on_response(self, response):
+        if response.status >= 400:
+            self.failures.append(f"{response.url} (HTTP {response.status})")
+
+    def _on_console(self, message):
+        # Chromium probes /favicon.ico by itself; the book does not ship one.
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            self.errors.append(f"console: {message.text} ({message.location.get('url')})")
+
+    def count(self, selector):
+        return self.page.locator(selector).count()
+
+
+@pytest.fixture(scope="module")
+def pages(server, browser):
+    opened = {}
+
+    def open_page(docname):
+        if docname not in opened:
+            opened[docname] = LoadedPage(browser, f"{server}/{docname}.html")
+            shots = os.environ.get("HTML_TEST_SCREENSHOTS")
+            if shots:
+                path = Path(shots) / f"{docname.replace('/', '_')}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                opened[docname].page.screenshot(path=str(path), full_page=True)
+        return opened[docname]
+
+    yield open_page
+    for loaded in opened.values():
+        loaded.page.close()
+
+
+DOCNAMES = toc_docnames()
+
+
+@needs_build
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_page_loads_everything_locally(pages, docname):
+    loaded = pages(docname)
+    outside = [u for u in loaded.requests
+               if urlsplit(u).scheme in {"http", "https", "ws", "wss"} and urlsplit(u).hostname != LOCAL_HOST]
+    assert not outside, f"{docname}: requests left the machine: {outside}"
+    assert not loaded.failures, f"{docname}: failed requests: {loaded.failures}"
+    assert not loaded.errors, f"{docname}: errors in the console: {loaded.errors}"
+
+
+# Text outside code, math and scripts: where raw TeX would show if MathJax had not run.
+_PROSE_TEXT = """() => {
+  const walker = document.createTreeWalker(document.querySelector('article') || document.body,
+                                           NodeFilter.SHOW_TEXT);
+  const skip = 'pre, code, script, style, textarea, mjx-container';
+  let text = '';
+  while (walker.nextNode()) {
+    const parent = walker.currentNode.parentElement;
+    if (!parent.closest(skip)) text += walker.currentNode.textContent;
+  }
+  return text;
+}"""
+
+
+@needs_build
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_math_is_typeset(pages, docname):
+    loaded = pages(docname)
+    n_math = loaded.count(".math")
+    if not n_math:
+        pytest.skip(f"{docname} has no math")
+    untypeset = loaded.count(".math:not(:has(mjx-container))")
+    assert untypeset == 0, f"{docname}: {untypeset} of {n_math} math elements not typeset"
+    assert loaded.count("mjx-merror") == 0, f"{docname}: MathJax reports TeX errors"
+    prose = loaded.page.evaluate(_PROSE_TEXT)
+    raw = [tex for tex in ("$$", "\\(", "\\[", "\\begin{") if tex in prose]
+    assert not raw, f"{docname}: raw TeX left in the text: {raw}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_chapter_figures_load(pages, docname):
+    loaded = pages(docname)
+    sizes = loaded.page.eval_on_selector_all(
+        ".cell_output img", "imgs => imgs.map(i => [i.src, i.complete ? i.naturalWidth : 0])")
+    assert sizes, f"{docname}: no figure among the cell outputs"
+    broken = [src for src, width in sizes if width == 0]
+    assert not broken, f"{docname}: figures that did not load: {broken}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_widget_snapshots_render(pages, docname):
+    loaded = pages(docname)
+    n_views = loaded.count("script[type='application/vnd.jupyter.widget-view+json']")
+    if not n_views:
+        pytest.skip(f"{docname} stores no widget views")
+    rendered = loaded.page.locator(".widget-subarea > .jupyter-widgets")
+    assert rendered.count() >= n_views, f"{docname}: {rendered.count()} of {n_views} widgets rendered"
+    for i in range(rendered.count()):
+        assert rendered.nth(i).is_visible(), f"{docname}: widget {i} is not visible"
+
+
+@needs_build
+def test_book_shows_numbered_theorem_and_exercise(pages):
+    """The book as a whole shows at least one numbered theorem-like block and one exercise."""
+    titles = []
+    for docname in DOCNAMES:
+        titles += pages(docname).page.eval_on_selector_all(
+            "div.proof > .admonition-title, div.exercise > .admonition-title",
+            "els => els.map(e => e.textContent.trim())")
+    assert any(re.match(r"^(Theorem|Lemma|Proposition|Definition|Corollary) \d", t) for t in titles), titles
+    assert any(re.match(r"^Exercise \d", t) for t in titles), titles
