@@ -1,0 +1,135 @@
+"""Capacity: the largest number of associations N a memory of a given size stores.
+
+``find_capacity`` searches N for any monotone success test; ``linear_memory_capacity`` applies it to a trained
+(or constructed) linear memory with f*(x) = x, drawing the embeddings once at the largest N and slicing,
+so that the test is monotone in N for a fixed seed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linprog
+from scipy.special import lambertw
+
+from ._validate import check_choice, check_float, check_int
+from .embeddings import memory_embeddings
+from .memory import TrainConfig, hebbian_memory, recall_accuracy, train_linear_memory
+
+
+def predicted_capacity(params: float, c: float) -> float:
+    """The N solving ``params = c N ln N`` (params = d^2 for a linear memory, m d for an MLP).
+
+    With x = params / c, N ln N = x gives N = x / W0(x), W0 the principal branch of Lambert's W.
+    """
+    params = check_float("params", params, 0.0, low_open=True)
+    c = check_float("c", c, 0.0, low_open=True)
+    x = params / c
+    return float(x / lambertw(x).real) if x > math.e else math.e
+
+
+def fitted_constant(params: Sequence[float], N: Sequence[float]) -> np.ndarray:
+    """Per-point constant c = params / (N ln N), the quantity the guide lines of Figure 1 hold fixed."""
+    params, N = np.asarray(params, dtype=float), np.asarray(N, dtype=float)
+    if params.shape != N.shape or np.any(N < 2):
+        raise ValueError("params and N must have the same length and N must be >= 2")
+    return params / (N * np.log(N))
+
+
+def find_capacity(succeeds: Callable[[int], bool], low: int, high: int, guess: int | None = None,
+                  growth: float = 1.15, rtol: float = 0.0) -> tuple[int, dict[int, bool]]:
+    """Largest n in [low, high] with ``succeeds(n)``, assuming success is monotone (true, then false).
+
+    Starts at ``guess`` (a prediction), walks geometrically by ``growth`` until the outcome flips, then bisects
+    until the first failure is within a factor 1 + rtol of the last success (rtol = 0: exact).
+    Returns (capacity, tried) where tried maps every n tested to its outcome; capacity is low - 1 if even
+    ``low`` fails and ``high`` if ``high`` succeeds.
+    """
+    low, high = check_int("low", low, 1), check_int("high", high, low)
+    guess = low if guess is None else min(max(int(guess), low), high)
+    check_float("growth", growth, 1.0, low_open=True)
+    rtol = check_float("rtol", rtol, 0.0, 1.0)
+    tried: dict[int, bool] = {}
+
+    def test(n: int) -> bool:
+        if n not in tried:
+            tried[n] = bool(succeeds(n))
+        return tried[n]
+
+    if test(guess):
+        good, bad = guess, None
+        while bad is None:
+            if good == high:
+                return high, tried
+            n = min(high, max(good + 1, int(good * growth)))
+            good, bad = (n, None) if test(n) else (good, n)
+    else:
+        good, bad = None, guess
+        while good is None:
+            if bad == low:
+                return low - 1, tried
+            n = max(low, min(bad - 1, int(bad / growth)))
+            good, bad = (n, bad) if test(n) else (None, n)
+    while bad - good > max(1.0, rtol * good):
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if test(mid) else (good, mid)
+    return good, tried
+
+
+def linearly_separable(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> bool:
+    """Whether some W (d, d) recalls every association: a linear feasibility problem solved exactly (HiGHS).
+
+    The constraints (U[f(x)] - U[y])^T W E[x] >= 1 for all x and y != f(x) are linear in W; by scaling,
+    they are feasible iff some W has all margins positive. N (M - 1) constraints in d^2 unknowns, so keep
+    it to small d (the chapter uses d <= 11).
+    """
+    E64, U64 = E.double().cpu().numpy(), U.double().cpu().numpy()
+    t = targets.cpu().numpy()
+    M, d = U64.shape
+    rows = []
+    for x in range(E64.shape[0]):
+        others = np.delete(np.arange(M), t[x])
+        diff = U64[t[x]][None, :] - U64[others]  # (M-1, d)
+        rows.append(np.einsum("ki,j->kij", diff, E64[x]).reshape(len(others), d * d))
+    A = np.concatenate(rows)
+    res = linprog(np.zeros(d * d), A_ub=-A, b_ub=-np.ones(len(A)), bounds=(None, None), method="highs")
+    return res.status == 0
+
+
+METHODS = ("train", "hebbian", "separable")
+
+
+def linear_memory_capacity(d: int, seed: int, method: str = "train",
+                           config: TrainConfig | Sequence[TrainConfig] = TrainConfig(),
+                           threshold: float = 0.99, device: torch.device | str = "cpu",
+                           guess_c: float = 1.0, rtol: float = 0.02) -> int:
+    """Largest N with f*(x) = x (M = N) that a d x d linear memory stores at >= ``threshold`` accuracy.
+
+    ``method``: "train" (cross-entropy training with ``config``; given several configs, e.g. a learning-rate
+    sweep, N counts as stored if any of them reaches the threshold, tried in order), "hebbian" (the outer-product memory) or
+    "separable" (exact: does any W recall all N? ignores ``threshold``). Searches N in [d, d^2 / 2] as the
+    paper does (from 2 for the Hebbian memory, which stores fewer than d at small d), starting from the
+    prediction d^2 = guess_c N ln N, to a relative resolution ``rtol`` (the answer is a lower bound within it).
+    """
+    d = check_int("d", d, 2)
+    check_choice("method", method, METHODS)
+    threshold = check_float("threshold", threshold, 0.0, 1.0, low_open=True)
+    configs = [config] if isinstance(config, TrainConfig) else list(config)
+    low, high = (2 if method == "hebbian" else d), max(d, d * d // 2)
+    E_all, U_all = memory_embeddings(high, high, d, seed, device=device)  # (high, d) each
+
+    def succeeds(N: int) -> bool:
+        E, U = E_all[:N], U_all[:N]  # (N, d)
+        targets = torch.arange(N, device=E.device)
+        if method == "separable":
+            return linearly_separable(E, U, targets)
+        if method == "hebbian":
+            return recall_accuracy(hebbian_memory(E, U, targets), E, U, targets) >= threshold
+        return any(train_linear_memory(E, U, targets, replace(cfg, threshold=threshold)).reached
+                   for cfg in configs)
+
+    guess = round(predicted_capacity(d * d, guess_c))
+    return find_capacity(succeeds, low, high, guess, rtol=rtol)[0]

@@ -1,0 +1,180 @@
+"""Linear associative memories (chapter 1).
+
+Inputs x in [N] have embeddings E[x] in R^d, outputs y in [M] have unembeddings U[y] in R^d, and a
+memory W (d, d) recalls ``argmax_y U[y] . (W E[x])``. Conventions: E (N, d), U (M, d), targets (N,) long.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ._validate import check_choice, check_float, check_int
+from .config import generator
+
+
+def _check_memory_args(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> None:
+    if E.ndim != 2 or U.ndim != 2:
+        raise ValueError(f"E and U must be 2-D (N, d) and (M, d); got shapes {tuple(E.shape)}, {tuple(U.shape)}")
+    if E.shape[1] != U.shape[1]:
+        raise ValueError(f"E and U must share the embedding dimension d; got {E.shape[1]} and {U.shape[1]}")
+    if targets.ndim != 1 or targets.shape[0] != E.shape[0]:
+        raise ValueError(f"targets must have shape (N,) = ({E.shape[0]},); got {tuple(targets.shape)}")
+    if targets.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"targets must be an integer tensor; got dtype {targets.dtype}")
+    if len(targets) and (targets.min() < 0 or targets.max() >= U.shape[0]):
+        raise ValueError(f"targets must lie in [0, M-1] = [0, {U.shape[0] - 1}]")
+
+
+def hebbian_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The outer-product memory W = sum_x U[f(x)] E[x]^T (Theorem 1's construction, eq. (1) of chapter 1)."""
+    _check_memory_args(E, U, targets)
+    return U[targets].T @ E  # (d, N) @ (N, d) -> (d, d)
+
+
+def centred_hebbian_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """W = sum_x (U[f(x)] - mean_y U[y]) E[x]^T: the memory one gradient step writes (chapter 1, gradient lemma)."""
+    _check_memory_args(E, U, targets)
+    return (U[targets] - U.mean(dim=0)).T @ E  # (d, d)
+
+
+def low_rank_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, m: int, seed: int) -> torch.Tensor:
+    """A rank-m memory: the Hebbian memory read through a random map A (m, d) with N(0, 1/m) entries.
+
+    W = (sum_x U[f(x)] (A E[x])^T) A, so u_y^T W e_x = sum_x' (u_y . u_f(x')) (A e_x' . A e_x): the inputs are
+    compared after a random projection to R^m (chapter 1, rank-m part of Theorem 1).
+    """
+    _check_memory_args(E, U, targets)
+    m = check_int("m", m, 1, E.shape[1])
+    A = (torch.randn(m, E.shape[1], generator=generator(seed), dtype=torch.float64) / m**0.5)
+    A = A.to(device=E.device, dtype=E.dtype)  # (m, d)
+    return (U[targets].T @ (E @ A.T)) @ A  # (d, m) @ (m, d) -> (d, d), rank <= m
+
+
+def scores(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """All recall scores gamma[x, y] = U[y]^T W E[x]; shape (N, M)."""
+    return (E @ W.T) @ U.T  # (N, d) @ (d, d) @ (d, M) -> (N, M)
+
+
+def recall_accuracy(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of inputs x whose highest-scoring output is f(x)."""
+    _check_memory_args(E, U, targets)
+    return (scores(W, E, U).argmax(dim=1) == targets).float().mean().item()
+
+
+def margins(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-input margin: score of the right output minus the best wrong one; recall is correct iff > 0. (N,)"""
+    _check_memory_args(E, U, targets)
+    if U.shape[0] < 2:
+        raise ValueError("margins need at least two outputs (M >= 2)")
+    gamma = scores(W, E, U)  # (N, M)
+    right = gamma.gather(1, targets[:, None]).squeeze(1)  # (N,)
+    wrong = gamma.scatter(1, targets[:, None], float("-inf")).amax(dim=1)  # (N,)
+    return right - wrong
+
+
+def hebbian_accuracy_prediction(N: int, d: int, M: int | None = None) -> float:
+    """Predicted recall accuracy of the Hebbian memory with unit-norm random embeddings (chapter 1, eq. (5)).
+
+    Model: the right score is 1 + sigma Z_0, each of the M - 1 wrong scores is sigma Z_y, all independent
+    standard normals, with sigma^2 = N / d^2 + 1 / d (the cross-talk of the other N - 1 memories, plus the
+    overlap of two random unit vectors). Then P(correct) = E_Z0[ Phi(1/sigma + Z_0)^(M-1) ].
+    """
+    from scipy.stats import norm  # scipy is imported here only, to keep `import factlib.memory` light
+
+    N = check_int("N", N, 1)
+    d = check_int("d", d, 1)
+    M = N if M is None else check_int("M", M, 1)
+    sigma = (N / d**2 + 1 / d) ** 0.5
+    z = torch.linspace(-10, 10, 4001, dtype=torch.float64)
+    log_cdf = torch.as_tensor(norm.logcdf((1 / sigma + z).numpy()))
+    density = torch.exp(-z**2 / 2) / (2 * torch.pi) ** 0.5 * (z[1] - z[0])
+    return float((density * torch.exp((M - 1) * log_cdf)).sum())
+
+
+def cross_entropy_loss(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Population cross-entropy of the memory, x uniform over [N]."""
+    return F.cross_entropy(scores(W, E, U), targets)
+
+
+def gradient_step_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, lr: float = 1.0) -> torch.Tensor:
+    """W after one full-batch gradient step of size ``lr`` from W = 0 on the cross-entropy (computed by autograd)."""
+    _check_memory_args(E, U, targets)
+    lr = check_float("lr", lr, 0.0, low_open=True)
+    W = torch.zeros(E.shape[1], E.shape[1], dtype=E.dtype, device=E.device, requires_grad=True)  # (d, d)
+    (grad,) = torch.autograd.grad(cross_entropy_loss(W, E, U, targets), W)
+    return -lr * grad
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a linear memory is trained: full-batch optimisation of the cross-entropy from W = 0."""
+
+    lr: float = 1.0            # Adam step size; the argmax is scale-free, so large steps are harmless
+    steps: int = 1024          # step budget
+    optimizer: str = "adam"    # "adam" or "sgd"
+    threshold: float = 0.99    # stop as soon as recall accuracy reaches this
+    patience: int | None = 128  # window for giving up: no gain in it, or too slow a gain (None: never)
+    check_every: int = 8       # how often accuracy is read (it costs nothing: it reuses the forward pass)
+
+    def __post_init__(self):
+        check_float("lr", self.lr, 0.0, low_open=True)
+        check_int("steps", self.steps, 1)
+        check_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        check_float("threshold", self.threshold, 0.0, 1.0, low_open=True)
+        if self.patience is not None:
+            check_int("patience", self.patience, 1)
+        check_int("check_every", self.check_every, 1)
+
+
+#: The recipe of the paper's Figure 1 (left): Adam, lr 1000, 2^12 steps, stop at 99 %.
+PAPER_RECIPE = TrainConfig(lr=1000.0, steps=4096, patience=None)
+
+
+def _hopeless(history: list[tuple[int, float]], step: int, best_step: int, config: TrainConfig) -> bool:
+    """Give up when nothing improved for ``patience`` steps, or when the last ``patience`` steps' rate of
+    progress, continued over the whole remaining budget, would still end below the threshold."""
+    if step - best_step >= config.patience:
+        return True
+    old = [acc for s, acc in history if s <= step - config.patience]
+    if not old:
+        return False
+    rate = (history[-1][1] - old[-1]) / config.patience
+    return history[-1][1] + rate * (config.steps - step) < config.threshold
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    W: torch.Tensor     # (d, d) final memory
+    accuracy: float     # best recall accuracy seen
+    steps: int          # steps taken
+    reached: bool       # accuracy >= threshold
+
+
+def train_linear_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor,
+                        config: TrainConfig = TrainConfig()) -> TrainResult:
+    """Train W (d, d) from zero by full-batch cross-entropy; stops at the threshold or when progress stalls."""
+    _check_memory_args(E, U, targets)
+    d = E.shape[1]
+    W = torch.zeros(d, d, dtype=E.dtype, device=E.device, requires_grad=True)  # (d, d)
+    opt = (torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD)([W], lr=config.lr)
+    best, best_step, best_W = -1.0, 0, W.detach().clone()
+    history: list[tuple[int, float]] = []  # (step, best accuracy so far) at each check
+    step = 0
+    for step in range(config.steps + 1):
+        logits = scores(W, E, U)  # (N, M)
+        if step % config.check_every == 0 or step == config.steps:
+            # accuracy of the current W, read off the forward pass we need anyway
+            acc = (logits.detach().argmax(dim=1) == targets).float().mean().item()
+            if acc > best:
+                best, best_step, best_W = acc, step, W.detach().clone()
+            if best >= config.threshold or step == config.steps:
+                break
+            history.append((step, best))
+            if config.patience is not None and _hopeless(history, step, best_step, config):
+                break
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(logits, targets).backward()
+        opt.step()
+    return TrainResult(W=best_W, accuracy=best, steps=step, reached=best >= config.threshold)
