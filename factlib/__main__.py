@@ -2,65 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
 import sys
-import time
-from pathlib import Path
 
-import torch
-
-from . import __version__
-from ._validate import check_int
-from .config import DEVICES, PROFILES, device as pick_device
-from .figures import FIGURES
-from .sweeps import ResultStore, run_sweep
-
-
-def reproduce(figure: str, profile: str = "quick", device: str = "auto", out: str | None = None,
-              progress: bool = True, d: list[int] | None = None, seeds: int | None = None) -> dict:
-    """Run a figure's sweep and return ``{"figure", "profile", "rows", "provenance"}``; resumable via ``out``.
-
-    ``d`` and ``seeds`` (a count) override the profile's values.
-    Finished jobs are kept in ``<out>.jobs.jsonl`` while the sweep runs, so a killed run picks up where it
-    stopped; the file is removed once ``out`` is written.
-    """
-    if figure not in FIGURES:
-        raise ValueError(f"figure must be one of {', '.join(FIGURES)}; got {figure!r}")
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
-    fig = FIGURES[figure]
-    dev = pick_device(device)
-    config = dict(fig.configs[profile])
-    if d is not None:
-        config["d"] = [check_int("d", v, 2, 4096) for v in d]
-    if seeds is not None:
-        config["seeds"] = list(range(check_int("seeds", seeds, 1, 1000)))
-    store_path = Path(f"{out}.jobs.jsonl") if out else None
-    store = ResultStore(store_path) if store_path else None
-    start = time.perf_counter()
-    rows = run_sweep(fig.jobs(config), lambda job: fig.run_job(job, dev), store, progress, desc=figure)
-    result = {
-        "figure": figure,
-        "profile": profile,
-        "rows": rows,
-        "provenance": {
-            "factlib_version": __version__,
-            "torch_version": torch.__version__,
-            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type,
-            "config": config,
-            "seeds": config.get("seeds"),
-            "wall_time_s": round(time.perf_counter() - start, 2),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "python": platform.python_version(),
-            "torch_threads": torch.get_num_threads(),
-        },
-    }
-    if out:
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
-        store_path.unlink(missing_ok=True)
-    return result
+from .config import DEVICES, PROFILES
+from .figures import FIGURES, reproduce
 
 
 def _parse_int(name: str, text: str) -> int:

@@ -17,7 +17,7 @@ from scipy.special import lambertw
 
 from ._validate import check_choice, check_float, check_int
 from .embeddings import memory_embeddings
-from .memory import TrainConfig, hebbian_memory, recall_accuracy, train_linear_memory
+from .memory import TrainConfig, hebbian_accuracy_prediction, hebbian_memory, recall_accuracy, train_linear_memory
 
 
 def predicted_capacity(params: float, c: float) -> float:
@@ -77,6 +77,14 @@ def find_capacity(succeeds: Callable[[int], bool], low: int, high: int, guess: i
         mid = (good + bad) // 2
         good, bad = (mid, bad) if test(mid) else (good, mid)
     return good, tried
+
+
+def predicted_hebbian_capacity(d: int, accuracy: float = 0.99) -> int:
+    """Largest N (f*(x) = x, M = N) at which the predicted Hebbian accuracy is still >= ``accuracy``."""
+    d = check_int("d", d, 2)
+    accuracy = check_float("accuracy", accuracy, 0.0, 1.0, low_open=True)
+    return find_capacity(lambda N: hebbian_accuracy_prediction(N, d) >= accuracy, 2, 4 * d * d,
+                         guess=d * d // 8)[0]
 
 
 def linearly_separable(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> bool:
