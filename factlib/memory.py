@@ -74,21 +74,27 @@ def margins(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, targets: torch.Te
     return right - wrong
 
 
-def hebbian_accuracy_prediction(N: int, d: int, M: int | None = None) -> float:
-    """Predicted recall accuracy of the Hebbian memory with unit-norm random embeddings (chapter 1, eq. (5)).
+def hebbian_accuracy_prediction(N: int, d: int, M: int | None = None, m: int | None = None) -> float:
+    """Predicted recall accuracy of the Hebbian memory with unit-norm random embeddings (chapter 1).
 
     Model: the right score is 1 + sigma Z_0, each of the M - 1 wrong scores is sigma Z_y, all independent
     standard normals, with sigma^2 = N / d^2 + 1 / d (the cross-talk of the other N - 1 memories, plus the
-    overlap of two random unit vectors). Then P(correct) = E_Z0[ Phi(1/sigma + Z_0)^(M-1) ].
+    overlap of two random unit vectors). The rank-m memory compares inputs after a random projection to
+    R^m, where two of them overlap by ~ 1/sqrt(m) rather than 1/sqrt(d): that adds (N / d + 1) / m to
+    sigma^2, and makes the signal noisy: the right score is |A e_x|^2 + sigma Z_0, |A e_x|^2 ~ 1 + sqrt(2/m) Z_1.
+    A rough model for small m (it treats shared terms as independent). With tau^2 = sigma^2 (+ 2 / m),
+    P(correct) = E_Z[ Phi((1 + tau Z) / sigma)^(M-1) ].
     """
     from scipy.stats import norm  # scipy is imported here only, to keep `import factlib.memory` light
 
     N = check_int("N", N, 1)
     d = check_int("d", d, 1)
     M = N if M is None else check_int("M", M, 1)
-    sigma = (N / d**2 + 1 / d) ** 0.5
+    variance = N / d**2 + 1 / d + (0.0 if m is None else (N / d + 1) / check_int("m", m, 1, d))
+    sigma = variance**0.5
+    tau = (variance + (0.0 if m is None else 2 / m)) ** 0.5
     z = torch.linspace(-10, 10, 4001, dtype=torch.float64)
-    log_cdf = torch.as_tensor(norm.logcdf((1 / sigma + z).numpy()))
+    log_cdf = torch.as_tensor(norm.logcdf(((1 + tau * z) / sigma).numpy()))
     density = torch.exp(-z**2 / 2) / (2 * torch.pi) ** 0.5 * (z[1] - z[0])
     return float((density * torch.exp((M - 1) * log_cdf)).sum())
 
