@@ -33,5 +33,5 @@ def use_style() -> None:
 def figure(ncols: int = 1, width: float = 4.2, height: float = 3.2, **kwargs):
     """A styled figure with ``ncols`` side-by-side axes; returns (fig, axes) (one axes if ncols == 1)."""
     use_style()
-    return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=ncols != 1,
+    return plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=True,
                         constrained_layout=True, **kwargs)
