@@ -1,0 +1,167 @@
+"""factlib.constructions: the two constructions reach 100 % on every pair; the certificate is a valid bound."""
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from factlib.constructions import (
+    ConstructionConfig, assign_heads, attention_mlp, attention_only, certified_population, code_blocks,
+    head_load, predicted_max_head_load, predicted_min_d, predicted_min_features, random_codes, smallest_size,
+    verify, worst_case_margins,
+)
+from factlib.models import ModelConfig, block_logits
+from factlib.task import TaskConfig, all_pairs, evaluate_population, fact_table, sample_batch, structured_fact_table
+
+
+def _setting(S=12, R=3, D=4, T=12, **sizes):
+    task = TaskConfig(S=S, R=R, D=D, T=T)
+    return task, fact_table(task, 1), ModelConfig.for_task(task, **sizes)
+
+
+def test_assign_heads_covers_every_subject_and_relation_once():
+    for S, R, H in [(12, 3, 1), (12, 3, 2), (12, 3, 5), (3, 2, 8), (40, 40, 7)]:
+        task = TaskConfig(S=S, R=R, D=2)
+        heads = assign_heads(task, H)
+        assert len(heads) == H
+        flat = torch.cat(heads).sort().values
+        assert torch.equal(flat, torch.arange(S + R))
+        if H > 1:  # no head mixes subjects and relations
+            assert all(bool((t < S).all()) or bool((t >= S).all()) for t in heads if len(t))
+        assert head_load(task, H) == max(len(t) for t in heads)
+    assert head_load(TaskConfig(S=32, R=4, D=8), 16) == 3
+    with pytest.raises(ValueError, match="H"):
+        assign_heads(TaskConfig(S=2, R=2, D=2), 0)
+
+
+@pytest.mark.parametrize("S, R, D, d, H, d_h", [(12, 3, 4, 48, 8, 4), (16, 2, 8, 64, 6, 4), (6, 2, 2, 32, 1, 8),
+                                                 (20, 4, 4, 64, 24, 2)])
+def test_attention_only_is_certified_on_every_prompt(S, R, D, d, H, d_h):
+    task, table, cfg = _setting(S, R, D, d=d, H=H, d_h=d_h)
+    model = attention_only(task, table, cfg)
+    result = verify(model, task, table)
+    assert result.method == "worst-case margin" and result.all_correct and result.accuracy == 1.0
+    sampled = evaluate_population(model, task, table, repeats=4)
+    assert sampled.all_correct
+    # the facts are in the attention block: the MLP is off and the residual alone knows nothing
+    tokens, answers, *_ = sample_batch(task, table, 64, 0)
+    parts = block_logits(model, tokens)
+    assert torch.equal(parts["mlp"], torch.zeros_like(parts["mlp"]))
+    assert (parts["attention"].argmax(1) == answers).all()
+
+
+def test_certificate_is_a_lower_bound_and_exact_for_one_head():
+    task, table, cfg = _setting(6, 2, 3, T=8, d=12, H=1, d_h=8)
+    model = attention_only(task, table, cfg, ConstructionConfig(beta=3.0))  # soft attention: small margins
+    bound = worst_case_margins(model, task, table)  # (S, R)
+    s, r = all_pairs(task)
+    for n in range(task.noise_offset, task.eos):  # the worst prompts: T - 3 copies of one noise token
+        tokens = torch.stack([torch.cat([torch.tensor([int(a), task.relation_token(int(b))]),
+                                         torch.full((task.T - 3,), n), torch.tensor([task.eos])])
+                              for a, b in zip(s, r)])
+        logits = model(tokens).double()
+        right = logits.gather(1, table[s, r][:, None]).squeeze(1)
+        margin = right - logits.scatter(1, table[s, r][:, None], -math.inf).amax(1)
+        assert (margin.reshape(task.S, task.R) >= bound - 1e-4).all()
+    tokens, answers, subj, rel = sample_batch(task, table, 2000, 3)
+    logits = model(tokens).double()
+    margin = logits.gather(1, answers[:, None]).squeeze(1) - logits.scatter(1, answers[:, None], -math.inf).amax(1)
+    assert (margin >= bound[subj, rel] - 1e-4).all()
+    # with one head the bound is attained: some noise token gives exactly the bound
+    worst = torch.full((task.S, task.R), math.inf, dtype=torch.float64)
+    for n in range(task.noise_offset, task.eos):
+        tokens = torch.stack([torch.cat([torch.tensor([int(a), task.relation_token(int(b))]),
+                                         torch.full((task.T - 3,), n), torch.tensor([task.eos])])
+                              for a, b in zip(s, r)])
+        logits = model(tokens).double()
+        right = logits.gather(1, table[s, r][:, None]).squeeze(1)
+        gap = right - logits.scatter(1, table[s, r][:, None], -math.inf).amax(1)
+        worst = torch.minimum(worst, gap.reshape(task.S, task.R))
+    assert torch.allclose(worst, bound, atol=1e-3)
+
+
+def test_certificate_refuses_models_with_an_mlp():
+    task, table, cfg = _setting(d=32, H=8, d_h=4, m=16)
+    model = attention_mlp(task, table, cfg)
+    with pytest.raises(ValueError, match="attention-only"):
+        worst_case_margins(model, task, table)
+    assert verify(model, task, table, repeats=2).method == "sampled"
+
+
+def test_a_failing_construction_is_not_certified():
+    task, table, cfg = _setting(12, 3, 4, d=32, H=8, d_h=1)  # two tokens per head, one dimension: cross-talk
+    result = certified_population(attention_only(task, table, cfg), task, table)
+    assert not result.all_correct and result.accuracy < 1
+
+
+def test_attention_mlp_stores_the_facts_in_the_mlp():
+    task, table, cfg = _setting(8, 2, 4, d=32, H=8, d_h=2, m=1024)
+    model = attention_mlp(task, table, cfg)
+    assert verify(model, task, table, repeats=4).all_correct
+    tokens, answers, *_ = sample_batch(task, table, 256, 0)
+    parts = block_logits(model, tokens)
+    assert (parts["mlp"].argmax(1) == answers).all()
+    assert (parts["attention"].argmax(1) == answers).float().mean() < 0.5  # the codes alone know nothing
+    # too few features: the Hebbian memory in the MLP is too noisy
+    small = attention_mlp(task, table, replace(cfg, m=8))
+    assert not verify(small, task, table, repeats=2).all_correct
+
+
+def test_attention_mlp_with_one_head_and_structured_table():
+    task = TaskConfig(S=4, R=2, D=4, T=8)
+    table = structured_fact_table(task)
+    model = attention_mlp(task, table, ModelConfig.for_task(task, d=32, H=1, d_h=8, m=1024))
+    assert verify(model, task, table, repeats=4).all_correct
+
+
+def test_construction_validation():
+    task, table, cfg = _setting(d=32, H=8, d_h=4, m=0)
+    with pytest.raises(ValueError, match="m >= 4"):
+        attention_mlp(task, table, cfg)
+    with pytest.raises(ValueError, match="model_cfg"):
+        attention_only(task, table, ModelConfig(vocab_size=5, num_answers=3))
+    with pytest.raises(ValueError, match="table"):
+        attention_only(task, table[:2], cfg)
+    for name, value in [("beta", 0.0), ("sink", 1.5), ("scale", -1.0), ("code_scale", 0.0),
+                        ("subject_share", 0.0), ("seed", -1)]:
+        with pytest.raises(ValueError, match=name):
+            ConstructionConfig(**{name: value})
+    with pytest.raises(ValueError, match="construction"):
+        smallest_size(task, table, "mlp_only", cfg, "d_h", 1, 4)
+    with pytest.raises(ValueError, match="size"):
+        smallest_size(task, table, "attention_only", cfg, "T", 1, 4)
+
+
+def test_construction_is_seeded():
+    task, table, cfg = _setting(d=32, H=8, d_h=4, m=64)
+    a, b = attention_mlp(task, table, cfg), attention_mlp(task, table, cfg)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c = attention_mlp(task, table, cfg, ConstructionConfig(seed=1))
+    assert not torch.equal(a.W1, c.W1)
+
+
+def test_smallest_d_h_is_the_head_load():
+    task, table, cfg = _setting(12, 3, 4, d=64, H=6, d_h=1)
+    smallest, tried = smallest_size(task, table, "attention_only", cfg, "d_h", 1, 16)
+    assert smallest == head_load(task, 6) == 3
+    assert tried[smallest] and not tried[smallest - 1]
+
+
+def test_codes_and_blocks():
+    gen = torch.Generator().manual_seed(0)
+    few, many = random_codes(3, 5, gen), random_codes(9, 4, gen)
+    assert torch.allclose(few @ few.T, torch.eye(3, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(many.norm(dim=1), torch.ones(9, dtype=torch.float64))
+    assert code_blocks(10) == (slice(0, 5), slice(5, 10))
+    assert code_blocks(10, 0.99) == (slice(0, 9), slice(9, 10))
+    with pytest.raises(ValueError, match="d"):
+        code_blocks(1)
+
+
+def test_predictions_move_the_right_way():
+    task = TaskConfig(S=32, R=4, D=8)
+    assert predicted_max_head_load(task, 128, 16) > predicted_max_head_load(task, 64, 16)
+    assert predicted_min_d(TaskConfig(S=32, R=8, D=8)) > predicted_min_d(task)
+    assert predicted_min_features(TaskConfig(S=64, R=4, D=8), 128) > predicted_min_features(task, 128)
+    assert predicted_min_features(task, 256) < predicted_min_features(task, 128)
+    assert predicted_min_features(TaskConfig(S=64, R=4, D=8), 64) == math.inf  # codes too crowded
