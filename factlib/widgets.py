@@ -41,3 +41,170 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
 
     out = w.interactive_output(show, sliders)
     return w.VBox([w.HBox(list(sliders.values())[:2]), w.HBox(list(sliders.values())[2:]), out])
+
+
+# ---- chapter 3: the factual recall task ------------------------------------------------------------------------
+
+TOKEN_COLORS = {"subject": COLORS[0], "relation": COLORS[1], "noise": "#BBBBBB", "EOS": "#333333", "answer": COLORS[2]}
+
+
+def draw_prompt(ax, task, tokens: torch.Tensor, answer: int, y: float = 0.0, label: str | None = None) -> None:
+    """Draw one prompt (T,) as a row of coloured boxes at height y, then an arrow to its answer (chapter 3)."""
+    from .task import answer_name, token_names
+
+    names = token_names(task, tokens)
+    kinds = ["subject" if t < task.S else "relation" if t < task.noise_offset else "noise" if t < task.eos else "EOS"
+             for t in tokens.tolist()]
+    for i, (name, kind) in enumerate(zip(names, kinds)):
+        ax.add_patch(plt.Rectangle((i, y), 0.92, 0.8, color=TOKEN_COLORS[kind], alpha=0.9 if kind != "noise" else 0.5))
+        ax.text(i + 0.46, y + 0.4, name, ha="center", va="center", fontsize=7,
+                color="white" if kind in ("subject", "relation", "EOS") else "black")
+    T = len(names)
+    ax.annotate("", xy=(T + 0.6, y + 0.4), xytext=(T, y + 0.4), arrowprops={"arrowstyle": "->", "lw": 1.2})
+    ax.add_patch(plt.Rectangle((T + 0.7, y), 1.4, 0.8, color=TOKEN_COLORS["answer"]))
+    ax.text(T + 1.4, y + 0.4, answer_name(task, answer), ha="center", va="center", fontsize=7, color="white")
+    if label:
+        ax.text(-0.3, y + 0.4, label, ha="right", va="center", fontsize=8)
+
+
+def draw_prompts(task, tokens: torch.Tensor, answers: torch.Tensor, title: str = ""):
+    """Figure with one row per prompt (B, T) and its answer; returns (fig, ax)."""
+    B, T = tokens.shape
+    fig, ax = figure(width=max(5.0, 0.32 * (T + 4)), height=0.45 * B + 0.9)
+    for b in range(B):
+        draw_prompt(ax, task, tokens[b], int(answers[b]), y=B - 1 - b, label=f"prompt {b + 1}")
+    ax.set_xlim(-2.2, T + 2.3)
+    ax.set_ylim(-0.3, B + 0.1)
+    ax.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TOKEN_COLORS.values()]
+    ax.legend(handles, list(TOKEN_COLORS), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=7)
+    if title:
+        ax.set_title(title)
+    return fig, ax
+
+
+def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int = 0) -> w.VBox:
+    """Chapter 3: sample prompts of the factual recall task and show each with its answer and the fact table."""
+    from .task import TaskConfig, fact_table, information_bits, sample_batch
+
+    sliders = {
+        "S": w.IntSlider(value=S, min=1, max=24, description="S", continuous_update=False),
+        "R": w.IntSlider(value=R, min=1, max=6, description="R", continuous_update=False),
+        "D": w.IntSlider(value=D, min=1, max=8, description="D", continuous_update=False),
+        "T": w.IntSlider(value=T, min=3, max=20, description="T", continuous_update=False),
+        "subjects": w.Dropdown(options=["uniform", "zipf"], value="uniform", description="p(s)"),
+        "seed": w.IntSlider(value=seed, min=0, max=20, description="seed", continuous_update=False),
+    }
+
+    def show(S: int, R: int, D: int, T: int, subjects: str, seed: int) -> None:
+        task = TaskConfig(S=S, R=R, D=D, T=T, subjects=subjects)
+        table = fact_table(task, seed)  # (S, R)
+        tokens, answers, s, r = sample_batch(task, table, 4, seed + 1)  # (4, T), (4,), (4,), (4,)
+        draw_prompts(task, tokens, answers, title=f"S={S}, R={R}, D={D}: {task.num_facts} facts, "
+                                                  f"{information_bits(task):.0f} bits")
+        plt.show()
+        fig, ax = figure(width=min(8.0, 1.2 + 0.35 * S), height=1.0 + 0.3 * R)
+        ax.imshow((table % D).T.numpy(), cmap="viridis", vmin=0, vmax=max(D - 1, 1), aspect="auto")
+        ax.scatter(s.numpy(), r.numpy(), marker="s", s=60, facecolors="none", edgecolors="red", label="sampled")
+        ax.set_xlabel("subject s")
+        ax.set_ylabel("relation r")
+        ax.set_title("fact table: a*(s, r) - r D (the answer's index in A_r)")
+        ax.grid(False)
+        ax.legend(loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.35))
+        plt.show()
+
+    out = w.interactive_output(show, sliders)
+    return w.VBox([w.HBox(list(sliders.values())[:3]), w.HBox(list(sliders.values())[3:]), out])
+
+
+# ---- chapter 4: the constructions --------------------------------------------------------------------------------
+
+def draw_constructions():
+    """Schematic of the two constructions (the paper's Figure 3, redrawn): where the facts are stored."""
+    fig, axes = figure(ncols=2, width=4.6, height=3.6)
+
+    def box(ax, x, y, w_, h, text, color, text_color="white"):
+        ax.add_patch(plt.Rectangle((x, y), w_, h, color=color, alpha=0.9))
+        ax.text(x + w_ / 2, y + h / 2, text, ha="center", va="center", fontsize=7.5, color=text_color)
+
+    def arrow(ax, x0, y0, x1, y1, text=""):
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "lw": 1.1})
+        if text:
+            ax.text((x0 + x1) / 2 + 0.05, (y0 + y1) / 2, text, fontsize=6.5, ha="left", va="center")
+
+    for ax, title, facts_in_mlp in [(axes[0], "attention only (Theorem 3)", False),
+                                    (axes[1], "attention + MLP (Theorem 4)", True)]:
+        for i, (name, kind) in enumerate([("n", "noise"), ("s", "subject"), ("n", "noise"), ("r", "relation"),
+                                          ("n", "noise"), ("EOS", "EOS")]):
+            box(ax, 0.1 + 0.62 * i, 0.1, 0.52, 0.45, name, TOKEN_COLORS[kind],
+                "black" if kind == "noise" else "white")
+        box(ax, 0.1, 1.15, 1.6, 0.6, "subject heads\nK-Q memory: s", COLORS[0])
+        box(ax, 1.95, 1.15, 1.6, 0.6, "relation heads\nK-Q memory: r", COLORS[1])
+        arrow(ax, 0.85, 0.58, 0.9, 1.13)
+        arrow(ax, 2.1, 0.58, 2.7, 1.13)
+        arrow(ax, 3.45, 0.58, 3.3, 1.13, "query")
+        if facts_in_mlp:
+            box(ax, 0.1, 2.15, 3.45, 0.55, "$W_O W_V$: copy codes of s and r", "#888888")
+            box(ax, 0.1, 3.05, 3.45, 0.7, "MLP: product features of (s, r)\n$W_2$ = memory of the $S R$ facts",
+                COLORS[3])
+            arrow(ax, 1.8, 2.72, 1.8, 3.03)
+            arrow(ax, 1.8, 3.77, 1.8, 4.1)
+        else:
+            box(ax, 0.1, 2.15, 3.45, 0.9, "$W_O W_V$: memory of the facts\ns -> votes for its R answers\n"
+                "r -> votes for its answer set A_r", COLORS[3])
+            arrow(ax, 1.8, 3.07, 1.8, 4.1)
+        arrow(ax, 0.9, 1.77, 0.9, 2.13)
+        arrow(ax, 2.75, 1.77, 2.75, 2.13)
+        box(ax, 0.1, 4.12, 3.45, 0.45, "logits $u_a^\\top h$: $a^*(s, r)$ wins", COLORS[2])
+        ax.set_xlim(0, 3.7)
+        ax.set_ylim(0, 4.7)
+        ax.axis("off")
+        ax.set_title(title)
+    return fig, axes
+
+
+def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: int = 16, d_h: int = 4,
+                          m: int = 1024) -> w.VBox:
+    """Chapter 4: build a construction at the chosen sizes; show its accuracy on every pair, its parameter
+    count and the accuracy of each block's logits alone (which block holds the facts)."""
+    from .constructions import attention_mlp, attention_only, head_load, verify
+    from .models import ModelConfig, block_logits, parameter_count
+    from .task import TaskConfig, fact_table, sample_batch
+
+    sliders = {
+        "construction": w.Dropdown(options=["attention_only", "attention_mlp"], value="attention_only",
+                                   description="construction"),
+        "S": w.IntSlider(value=S, min=2, max=64, description="S", continuous_update=False),
+        "R": w.IntSlider(value=R, min=1, max=16, description="R", continuous_update=False),
+        "D": w.IntSlider(value=D, min=2, max=16, description="D", continuous_update=False),
+        "d": w.IntSlider(value=d, min=8, max=256, step=8, description="d", continuous_update=False),
+        "H": w.IntSlider(value=H, min=1, max=64, description="H", continuous_update=False),
+        "d_h": w.IntSlider(value=d_h, min=1, max=32, description="d_h", continuous_update=False),
+        "m": w.IntSlider(value=m, min=4, max=4096, step=4, description="m", continuous_update=False),
+    }
+
+    def show(construction: str, S: int, R: int, D: int, d: int, H: int, d_h: int, m: int) -> None:
+        task = TaskConfig(S=S, R=R, D=D)
+        table = fact_table(task, 0)  # (S, R)
+        cfg = ModelConfig.for_task(task, d=d, H=H, d_h=d_h, m=m if construction == "attention_mlp" else 0)
+        model = (attention_only if construction == "attention_only" else attention_mlp)(task, table, cfg)
+        result = verify(model, task, table, repeats=4)
+        tokens, answers, *_ = sample_batch(task, table, 1024, 1)  # (B, T), (B,)
+        with torch.no_grad():
+            parts = block_logits(model, tokens)  # name -> (B, R D)
+        block_acc = {name: (logits.argmax(1) == answers).float().mean().item() for name, logits in parts.items()}
+        count = parameter_count(cfg)
+        fig, axes = figure(ncols=2, width=3.6, height=2.8)
+        axes[0].bar(list(block_acc), list(block_acc.values()), color=[COLORS[7], COLORS[0], COLORS[3]])
+        axes[0].set_ylim(0, 1.05)
+        axes[0].set_ylabel("accuracy of that block's logits alone")
+        axes[0].set_title(f"all blocks: {result.accuracy:.3f} ({result.method})", fontsize=9)
+        axes[1].bar(["attention", "MLP"], [count["attention"], count["mlp"]], color=[COLORS[0], COLORS[3]])
+        axes[1].set_ylabel("parameters")
+        axes[1].set_title(f"{count['total']} parameters for {task.num_facts} facts", fontsize=9)
+        plt.show()
+        print(f"head load {head_load(task, H)} tokens; every pair right: {result.all_correct}")
+
+    out = w.interactive_output(show, sliders)
+    items = list(sliders.values())
+    return w.VBox([w.HBox(items[:4]), w.HBox(items[4:]), out])
