@@ -102,8 +102,8 @@ def information_bits(cfg: TaskConfig) -> float:
     return cfg.num_facts * math.log2(cfg.D)
 
 
-def _gen(seed_or_generator) -> torch.Generator:
-    return seed_or_generator if isinstance(seed_or_generator, torch.Generator) else generator(seed_or_generator)
+def _gen(seed) -> torch.Generator:
+    return seed if isinstance(seed, torch.Generator) else generator(seed)
 
 
 def fact_table(cfg: TaskConfig, seed: int | torch.Generator) -> torch.Tensor:
@@ -140,13 +140,13 @@ def check_table(cfg: TaskConfig, table: torch.Tensor) -> torch.Tensor:
 
 
 def prompts_for_pairs(cfg: TaskConfig, subjects: torch.Tensor, relations: torch.Tensor,
-                      seed_or_generator: int | torch.Generator) -> torch.Tensor:
+                      seed: int | torch.Generator) -> torch.Tensor:
     """Prompts (B, T) long for given subjects (B,) and relations (B,): random positions and noise, EOS last.
 
     Positions: i uniform in [0, T - 1), j uniform among the other T - 2 positions of [0, T - 1).
     All draws come from one CPU generator; the result is on the CPU.
     """
-    gen = _gen(seed_or_generator)
+    gen = _gen(seed)
     subjects, relations = subjects.cpu().long(), relations.cpu().long()  # (B,), (B,)
     if subjects.shape != relations.shape or subjects.ndim != 1:
         raise ValueError(f"subjects and relations must be 1-D of equal length; got {tuple(subjects.shape)} "
@@ -170,10 +170,10 @@ def prompts_for_pairs(cfg: TaskConfig, subjects: torch.Tensor, relations: torch.
 
 
 def sample_pairs(cfg: TaskConfig, batch_size: int,
-                 seed_or_generator: int | torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                 seed: int | torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(subjects, relations), each long (B,), drawn from p(s, r) = p(s) / R on the CPU."""
     batch_size = check_int("batch_size", batch_size, 1)
-    gen = _gen(seed_or_generator)
+    gen = _gen(seed)
     if cfg.subjects == "uniform":
         subjects = torch.randint(cfg.S, (batch_size,), generator=gen)  # (B,)
     else:
@@ -184,7 +184,7 @@ def sample_pairs(cfg: TaskConfig, batch_size: int,
 
 
 def sample_batch(cfg: TaskConfig, table: torch.Tensor, batch_size: int,
-                 seed_or_generator: int | torch.Generator, device: torch.device | str = "cpu"
+                 seed: int | torch.Generator, device: torch.device | str = "cpu"
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A batch from the task distribution (chapter 3, Definition "factual recall task").
 
@@ -193,7 +193,7 @@ def sample_batch(cfg: TaskConfig, table: torch.Tensor, batch_size: int,
     the same batch on every device.
     """
     table = check_table(cfg, table)
-    gen = _gen(seed_or_generator)
+    gen = _gen(seed)
     subjects, relations = sample_pairs(cfg, batch_size, gen)  # (B,), (B,)
     tokens = prompts_for_pairs(cfg, subjects, relations, gen)  # (B, T)
     answers = table.cpu()[subjects, relations]  # (B,)
