@@ -18,6 +18,7 @@ from . import __version__
 from ._validate import check_int
 from .capacity import linear_memory_capacity
 from .config import PROFILES, device as pick_device
+from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
 from .sweeps import ResultStore, run_sweep
 
@@ -48,6 +49,36 @@ def _fig1_left_job(job: dict, device: torch.device) -> dict:
 #: (N counts as stored if one reaches 99 %), early stop at the threshold or when progress stalls
 LINEAR_RECIPE = {"lrs": [3.0, 1.0, 10.0], "steps": 1024, "patience": 128}
 
+
+def _fig5_jobs(config: dict) -> list[dict]:
+    """One training run per (schedule, d, method/seed): the exact-gradient run and a minibatch run per seed."""
+    protocol = config["protocol"]
+    dims = config.get("d")
+    if dims is not None and protocol["model"] == "linear":
+        raise ValueError("d does not apply to fig5-left: its embeddings are one-hot, d = vocab_size")
+    runs = ([{"method": "population", "seed": 0}] if config["population"] else []) + \
+        [{"method": "minibatch", "seed": s} for s in config["seeds"]]
+    return [{**protocol, **({"d": d} if d is not None else {}), "schedule": schedule, **run}
+            for schedule in config["schedules"] for d in (dims or [None]) for run in runs]
+
+
+def _fig5_job(job: dict, device: torch.device) -> list[dict]:
+    cfg = DynamicsConfig(**{k: v for k, v in job.items() if k != "method"})
+    dtype = torch.float64 if cfg.model == "linear" else torch.float32
+    curve = train(cfg, job["method"], device=device, dtype=dtype)
+    extra = {"model": cfg.model, "method": job["method"], "schedule": cfg.schedule, "seed": cfg.seed}
+    if cfg.model == "softmax":
+        extra["d"] = cfg.embed_dim
+    return curve.rows(**extra)
+
+
+#: Figure 5 (chapter 6). Left: the paper's protocol (linear attention, one-hot embeddings, S=16, R=4, D=8,
+#: n_noise=20, T=32, init 1e-5, lr 0.1, 2^13 steps, batch 1024) by exact population gradient and by
+#: minibatches. Right: softmax attention with random unit-norm embeddings; our choice of d = 512 and lr
+#: (the paper does not give them), quick profile shortened to 2^12 steps at twice the learning rate.
+FIG5_LEFT = {"model": "linear"}
+FIG5_RIGHT = {"model": "softmax", "d": 512, "lr": 2.0, "steps": 2**13, "batch_size": 1024, "eval_repeats": 16}
+
 FIGURES: dict[str, Figure] = {
     "fig1-left": Figure(
         name="fig1-left",
@@ -58,6 +89,28 @@ FIGURES: dict[str, Figure] = {
         },
         jobs=_fig1_left_jobs,
         run_job=_fig1_left_job,
+    ),
+    "fig5-left": Figure(
+        name="fig5-left",
+        description="Figure 5 (left): total, relation-only and subject-only losses of the linear-attention model",
+        configs={
+            "quick": {"protocol": FIG5_LEFT, "seeds": [0], "population": True, "schedules": ["constant"]},
+            "full": {"protocol": FIG5_LEFT, "seeds": [0, 1, 2, 3, 4], "population": True,
+                     "schedules": ["constant", "cosine"]},
+        },
+        jobs=_fig5_jobs,
+        run_job=_fig5_job,
+    ),
+    "fig5-right": Figure(
+        name="fig5-right",
+        description="Figure 5 (right): the same losses for softmax attention with random embeddings",
+        configs={
+            "quick": {"protocol": {**FIG5_RIGHT, "lr": 4.0, "steps": 2**12, "batch_size": 256, "eval_repeats": 8},
+                      "seeds": [0], "population": False, "schedules": ["constant"]},
+            "full": {"protocol": FIG5_RIGHT, "seeds": [0, 1, 2], "population": False, "schedules": ["constant"]},
+        },
+        jobs=_fig5_jobs,
+        run_job=_fig5_job,
     ),
 }
 
@@ -84,7 +137,9 @@ def reproduce(figure: str, profile: str = "quick", device: str = "auto", out: st
     store_path = Path(f"{out}.jobs.jsonl") if out else None
     store = ResultStore(store_path) if store_path else None
     start = time.perf_counter()
-    rows = run_sweep(fig.jobs(config), lambda job: fig.run_job(job, dev), store, progress, desc=figure)
+    results = run_sweep(fig.jobs(config), lambda job: fig.run_job(job, dev), store, progress, desc=figure)
+    # a job returns one row, or a list of rows (a training curve)
+    rows = [row for res in results for row in (res if isinstance(res, list) else [res])]
     result = {
         "figure": figure,
         "profile": profile,
