@@ -11,8 +11,9 @@ model) and to predicted ones alike:
    median loss on it) is above ``converged`` times the largest loss; runs with levels closer than
    ``merge_tol`` of the loss range are merged;
 4. the *escape* from a plateau is the first step after it where the loss crosses halfway between the
-   plateau's level and the next level (the next plateau's, or the last loss of the curve), found by linear
-   interpolation. Halfway is also where the theory of chapter 6 puts it, so the two can be compared.
+   plateau's level and the next level (the next plateau's; after the last plateau, ``floor``, by default the
+   last loss of the curve), found by linear interpolation. Halfway is also where the theory of chapter 6
+   puts it (with ``floor=0``), so the two can be compared.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class Stages:
 
 
 def find_stages(steps, loss, flat_tol: float = 0.1, min_length: float = 0.05, converged: float = 0.05,
-                merge_tol: float = 0.05) -> Stages:
+                merge_tol: float = 0.05, floor: float | None = None) -> Stages:
     """Plateaus and escape steps of a loss curve ``loss`` sampled at increasing ``steps`` (see module doc)."""
     steps = np.asarray(steps, dtype=float)
     loss = np.asarray(loss, dtype=float)
@@ -94,7 +95,7 @@ def find_stages(steps, loss, flat_tol: float = 0.1, min_length: float = 0.05, co
         if b == len(loss) - 1:
             escapes.append(None)
             continue
-        nxt = plateaus[n + 1].level if n + 1 < len(plateaus) else float(loss[-1])
+        nxt = plateaus[n + 1].level if n + 1 < len(plateaus) else float(loss[-1]) if floor is None else floor
         escapes.append(_crossing(steps[b:], loss[b:], (p.level + nxt) / 2))
     return Stages(plateaus, tuple(escapes), float(steps[0]), float(loss[-1]))
 
@@ -119,3 +120,19 @@ def name_level(level: float, R: int, D: int, rtol: float = 0.1) -> str:
         if ref > 0 and abs(level - ref) <= rtol * ref:
             return name
     return "other"
+
+
+def describe(stages: Stages, R: int, D: int) -> str:
+    """One line per plateau (level, name, span, escape step) and a verdict on the hallucination stage."""
+    lines = []
+    for p, e in zip(stages.plateaus, stages.escapes):
+        left = f"left at step {e:.0f}" if e is not None else "never left"
+        lines.append(f"plateau {p.level:.3f} ({name_level(p.level, R, D)}) from step {p.start:.0f} to "
+                     f"{p.end:.0f}, {left}")
+    hallucination = [p for p in stages.intermediate() if "hallucination" in name_level(p.level, R, D)]
+    if hallucination:
+        p = hallucination[0]
+        lines.append(f"hallucination stage: present, loss {p.level:.3f} ~ log D = {math.log(D):.3f}")
+    else:
+        lines.append("hallucination stage: absent")
+    return "\n".join(lines)

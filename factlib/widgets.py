@@ -208,3 +208,66 @@ def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: i
     out = w.interactive_output(show, sliders)
     items = list(sliders.values())
     return w.VBox([w.HBox(items[:4]), w.HBox(items[4:]), out])
+
+
+def draw_losses(ax, steps, total, relation, subject, R: int, D: int, style: str = "-", label: str = "",
+                alpha: float = 1.0) -> None:
+    """Chapter 6: the three losses of Figure 5 on ``ax``, with dashed guides at log(R D) and log D."""
+    import math
+
+    for y in (math.log(R * D), math.log(D)):
+        ax.axhline(y, color="gray", ls="--", lw=0.8)
+    for values, name, color in [(total, "total", COLORS[3]), (relation, "relation-only", COLORS[1]),
+                                (subject, "subject-only", COLORS[0])]:
+        ax.plot(steps, values, style, color=color, alpha=alpha, label=f"{name}{label}")
+    ax.set_xlabel("steps of gradient descent")
+    ax.set_ylabel("cross-entropy loss (nats)")
+
+
+def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float = 0.1, init_scale: float = 1e-5,
+                                 steps: int = 8192) -> w.VBox:
+    """Chapter 6: exact-gradient training of the linear-attention model; detected stages and predicted escapes."""
+    import math
+
+    from .dynamics import DynamicsConfig, predicted_escape_steps, train
+    from .stages import describe, find_stages
+
+    sliders = {
+        "S": w.IntSlider(value=S, min=2, max=64, description="S", continuous_update=False),
+        "R": w.IntSlider(value=R, min=2, max=16, description="R", continuous_update=False),
+        "D": w.IntSlider(value=D, min=2, max=16, description="D", continuous_update=False),
+        "lr": w.FloatLogSlider(value=lr, base=10, min=-2, max=0.5, step=0.1, description="lr",
+                               continuous_update=False),
+        "init_scale": w.FloatLogSlider(value=init_scale, base=10, min=-9, max=-0.5, step=0.5, description="init",
+                                       continuous_update=False),
+        "steps": w.IntSlider(value=steps, min=1024, max=16384, step=1024, description="steps",
+                             continuous_update=False),
+    }
+
+    def show(S: int, R: int, D: int, lr: float, init_scale: float, steps: int) -> None:
+        cfg = DynamicsConfig(S=S, R=R, D=D, lr=lr, init_scale=init_scale, steps=steps, eval_every=steps // 128)
+        curve = train(cfg, "population")
+        stages = find_stages(curve.steps, curve.total_loss, floor=0.0)
+        fig, ax = figure(width=6.4, height=3.4)
+        draw_losses(ax, curve.steps, curve.total_loss, curve.relation_loss, curve.subject_loss, R, D)
+        ax.axhline(math.log(R), color="gray", ls=":", lw=0.8)
+        for e in stages.escapes:
+            if e is not None:
+                ax.axvline(e, color="black", lw=0.8, alpha=0.6)
+        note = "theory needs D | S"
+        if S % D == 0:
+            predicted = predicted_escape_steps(cfg)
+            for step in predicted.values():
+                if step is not None:
+                    ax.axvline(step, color="black", ls=":", lw=1.2)
+            note = "predicted escapes: " + ", ".join(
+                f"{k} {'never' if v is None else f'{v:.0f}'}" for k, v in predicted.items())
+        ax.set_title(f"S={S}, R={R}, D={D}, lr={lr:.3g}, init={init_scale:.1e}", fontsize=9)
+        ax.legend(loc="upper right", fontsize=8)
+        plt.show()
+        print(describe(stages, R, D))
+        print(note + " (dotted lines; solid lines: detected escapes)")
+
+    out = w.interactive_output(show, sliders)
+    items = list(sliders.values())
+    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), out])
