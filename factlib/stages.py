@@ -113,10 +113,11 @@ def _crossing(steps: np.ndarray, loss: np.ndarray, level: float) -> float | None
 
 
 def name_level(level: float, R: int, D: int, rtol: float = 0.1) -> str:
-    """Name a plateau level of the factual recall task: log(R D), log D, log R, or "other" (within ``rtol``)."""
-    for name, ref in (("uniform over all answers, log(RD)", math.log(R * D)),
-                      ("relation known, subject not (hallucination), log D", math.log(D)),
-                      ("subject index known, relation not, log R", math.log(R))):
+    """Name a plateau level of the factual recall task (within ``rtol``): "log(RD), uniform" over all answers,
+    "log D, hallucination" (relation known, subject not), "log R, subject first" (index known, relation not),
+    or "other"."""
+    for name, ref in (("log(RD), uniform", math.log(R * D)), ("log D, hallucination", math.log(D)),
+                      ("log R, subject first", math.log(R))):
         if ref > 0 and abs(level - ref) <= rtol * ref:
             return name
     return "other"
@@ -126,13 +127,11 @@ def describe(stages: Stages, R: int, D: int) -> str:
     """One line per plateau (level, name, span, escape step) and a verdict on the hallucination stage."""
     lines = []
     for p, e in zip(stages.plateaus, stages.escapes):
-        left = f"left at step {e:.0f}" if e is not None else "never left"
-        lines.append(f"plateau {p.level:.3f} ({name_level(p.level, R, D)}) from step {p.start:.0f} to "
-                     f"{p.end:.0f}, {left}")
+        left = f"left at {e:.0f}" if e is not None else "never left"
+        lines.append(f"plateau {p.level:.3f} ({name_level(p.level, R, D)}): steps {p.start:.0f}-{p.end:.0f}, {left}")
     hallucination = [p for p in stages.intermediate() if "hallucination" in name_level(p.level, R, D)]
     if hallucination:
-        p = hallucination[0]
-        lines.append(f"hallucination stage: present, loss {p.level:.3f} ~ log D = {math.log(D):.3f}")
+        lines.append(f"hallucination stage: present, loss {hallucination[0].level:.3f}, log D = {math.log(D):.3f}")
     else:
         lines.append("hallucination stage: absent")
     return "\n".join(lines)

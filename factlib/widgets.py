@@ -226,7 +226,12 @@ def draw_losses(ax, steps, total, relation, subject, R: int, D: int, style: str 
 
 def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float = 0.1, init_scale: float = 1e-5,
                                  steps: int = 8192) -> w.VBox:
-    """Chapter 6: exact-gradient training of the linear-attention model; detected stages and predicted escapes."""
+    """Chapter 6: exact-gradient training of the linear-attention model; detected stages and predicted escapes.
+
+    The plot is drawn into an Image widget and the summary into an HTML widget, so the cell itself emits no
+    output besides the widget: what the notebook stores is the same under every client (nbclient, nbval).
+    """
+    import io
     import math
 
     from .dynamics import DynamicsConfig, predicted_escape_steps, train
@@ -243,8 +248,11 @@ def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float 
         "steps": w.IntSlider(value=steps, min=1024, max=16384, step=1024, description="steps",
                              continuous_update=False),
     }
+    image = w.Image(format="png")
+    summary = w.HTML()
 
-    def show(S: int, R: int, D: int, lr: float, init_scale: float, steps: int) -> None:
+    def update(_=None) -> None:
+        S, R, D, lr, init_scale, steps = (sliders[k].value for k in sliders)
         cfg = DynamicsConfig(S=S, R=R, D=D, lr=lr, init_scale=init_scale, steps=steps, eval_every=steps // 128)
         curve = train(cfg, "population")
         stages = find_stages(curve.steps, curve.total_loss, floor=0.0)
@@ -264,10 +272,15 @@ def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float 
                 f"{k} {'never' if v is None else f'{v:.0f}'}" for k, v in predicted.items())
         ax.set_title(f"S={S}, R={R}, D={D}, lr={lr:.3g}, init={init_scale:.1e}", fontsize=9)
         ax.legend(loc="upper right", fontsize=8)
-        plt.show()
-        print(describe(stages, R, D))
-        print(note + " (dotted lines; solid lines: detected escapes)")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        image.value = buffer.getvalue()
+        summary.value = "<pre>" + describe(stages, R, D) + "\n" + note + \
+            " (dotted lines; solid lines: detected escapes)</pre>"
 
-    out = w.interactive_output(show, sliders)
+    for slider in sliders.values():
+        slider.observe(update, names="value")
+    update()
     items = list(sliders.values())
-    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), out])
+    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), image, summary])

@@ -340,7 +340,8 @@ def test_find_stages_edge_cases_and_validation():
             find_stages(steps, loss)
     with pytest.raises(ValueError, match="flat_tol"):
         find_stages([0, 1, 2], [1, 1, 1], flat_tol=0)
-    assert name_level(math.log(32), 4, 8).startswith("uniform") and name_level(0.5, 4, 8) == "other"
+    assert name_level(math.log(32), 4, 8) == "log(RD), uniform" and name_level(0.5, 4, 8) == "other"
+    assert name_level(math.log(4), 4, 8) == "log R, subject first"
 
 
 # --- validation -------------------------------------------------------------------------------------------
