@@ -326,13 +326,18 @@ def predicted_max_head_load(task: TaskConfig, d: int, H: int, sink: float = Cons
     return d * sink ** 2 / (2 * math.log(H * task.vocab_size)) - sink ** 2
 
 
-def predicted_min_d(task: TaskConfig) -> float:
-    """Smallest d at which the attention-only votes separate (chapter 4, eq. "output condition").
+def predicted_min_d(task: TaskConfig, H: int | None = None, sink: float = ConstructionConfig.sink) -> float:
+    """Smallest d at which the attention-only construction is predicted to work (chapter 4).
 
-    A subject's vote gives a foreign answer ~ N(0, R / d) over about S R D cases, a relation's vote
-    ~ N(0, D / d) over R^2 D cases; both must stay below the margin 1.
+    Output condition (eq. "output condition"): a subject's vote gives a foreign answer ~ N(0, R / d) over about
+    S R D cases, a relation's vote ~ N(0, D / d) over R^2 D cases, and both must stay below the margin 1.
+    With H given, also the selection condition for the head load n of ``assign_heads``:
+    d >= 2 ln(H V) (n + sink^2) / sink^2 (``predicted_max_head_load`` solved for d).
     """
-    return max(2 * task.R * math.log(task.S * task.R * task.D), 2 * task.D * math.log(task.R ** 2 * task.D))
+    d = max(2 * task.R * math.log(task.S * task.R * task.D), 2 * task.D * math.log(task.R ** 2 * task.D))
+    if H is not None:
+        d = max(d, 2 * math.log(H * task.vocab_size) * (head_load(task, H) + sink ** 2) / sink ** 2)
+    return d
 
 
 def predicted_min_features(task: TaskConfig, d: int, subject_share: float = ConstructionConfig.subject_share) -> float:
