@@ -83,8 +83,28 @@ def draw_prompts(task, tokens: torch.Tensor, answers: torch.Tensor, title: str =
     return fig, ax
 
 
+def _png(fig) -> bytes:
+    """A figure as PNG bytes (then closed), for an Image widget: the cell then emits nothing but the widget."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _live(sliders: dict, update) -> None:
+    """Call ``update()`` now and whenever a control changes."""
+    for control in sliders.values():
+        control.observe(lambda _: update(), names="value")
+    update()
+
+
 def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int = 0) -> w.VBox:
-    """Chapter 3: sample prompts of the factual recall task and show each with its answer and the fact table."""
+    """Chapter 3: sample prompts of the factual recall task and show each with its answer and the fact table.
+
+    Figures go into Image widgets, so the stored output is the same under every client (nbclient, nbval).
+    """
     from .task import TaskConfig, fact_table, information_bits, sample_batch
 
     sliders = {
@@ -95,14 +115,16 @@ def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int =
         "subjects": w.Dropdown(options=["uniform", "zipf"], value="uniform", description="p(s)"),
         "seed": w.IntSlider(value=seed, min=0, max=20, description="seed", continuous_update=False),
     }
+    prompts_image, table_image = w.Image(format="png"), w.Image(format="png")
 
-    def show(S: int, R: int, D: int, T: int, subjects: str, seed: int) -> None:
+    def update() -> None:
+        S, R, D, T, subjects, seed = (sliders[k].value for k in sliders)
         task = TaskConfig(S=S, R=R, D=D, T=T, subjects=subjects)
         table = fact_table(task, seed)  # (S, R)
         tokens, answers, s, r = sample_batch(task, table, 4, seed + 1)  # (4, T), (4,), (4,), (4,)
-        draw_prompts(task, tokens, answers, title=f"S={S}, R={R}, D={D}: {task.num_facts} facts, "
-                                                  f"{information_bits(task):.0f} bits")
-        plt.show()
+        fig, _ = draw_prompts(task, tokens, answers, title=f"S={S}, R={R}, D={D}: {task.num_facts} facts, "
+                                                           f"{information_bits(task):.0f} bits")
+        prompts_image.value = _png(fig)
         fig, ax = figure(width=min(8.0, 1.2 + 0.35 * S), height=1.0 + 0.3 * R)
         ax.imshow((table % D).T.numpy(), cmap="viridis", vmin=0, vmax=max(D - 1, 1), aspect="auto")
         ax.scatter(s.numpy(), r.numpy(), marker="s", s=60, facecolors="none", edgecolors="red", label="sampled")
@@ -111,10 +133,11 @@ def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int =
         ax.set_title("fact table: a*(s, r) - r D (the answer's index in A_r)")
         ax.grid(False)
         ax.legend(loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.35))
-        plt.show()
+        table_image.value = _png(fig)
 
-    out = w.interactive_output(show, sliders)
-    return w.VBox([w.HBox(list(sliders.values())[:3]), w.HBox(list(sliders.values())[3:]), out])
+    _live(sliders, update)
+    items = list(sliders.values())
+    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), prompts_image, table_image])
 
 
 # ---- chapter 4: the constructions --------------------------------------------------------------------------------
@@ -166,7 +189,8 @@ def draw_constructions():
 def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: int = 16, d_h: int = 4,
                           m: int = 1024) -> w.VBox:
     """Chapter 4: build a construction at the chosen sizes; show its accuracy on every pair, its parameter
-    count and the accuracy of each block's logits alone (which block holds the facts)."""
+    count and the accuracy of each block's logits alone (which block holds the facts). Image/HTML widgets, as
+    in ``prompt_explorer``."""
     from .constructions import attention_mlp, attention_only, head_load, verify
     from .models import ModelConfig, block_logits, parameter_count
     from .task import TaskConfig, fact_table, sample_batch
@@ -183,7 +207,10 @@ def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: i
         "m": w.IntSlider(value=m, min=4, max=4096, step=4, description="m", continuous_update=False),
     }
 
-    def show(construction: str, S: int, R: int, D: int, d: int, H: int, d_h: int, m: int) -> None:
+    image, summary = w.Image(format="png"), w.HTML()
+
+    def update() -> None:
+        construction, S, R, D, d, H, d_h, m = (sliders[k].value for k in sliders)
         task = TaskConfig(S=S, R=R, D=D)
         table = fact_table(task, 0)  # (S, R)
         cfg = ModelConfig.for_task(task, d=d, H=H, d_h=d_h, m=m if construction == "attention_mlp" else 0)
@@ -202,12 +229,12 @@ def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: i
         axes[1].bar(["attention", "MLP"], [count["attention"], count["mlp"]], color=[COLORS[0], COLORS[3]])
         axes[1].set_ylabel("parameters")
         axes[1].set_title(f"{count['total']} parameters for {task.num_facts} facts", fontsize=9)
-        plt.show()
-        print(f"head load {head_load(task, H)} tokens; every pair right: {result.all_correct}")
+        image.value = _png(fig)
+        summary.value = f"<pre>head load {head_load(task, H)} tokens; every pair right: {result.all_correct}</pre>"
 
-    out = w.interactive_output(show, sliders)
+    _live(sliders, update)
     items = list(sliders.values())
-    return w.VBox([w.HBox(items[:4]), w.HBox(items[4:]), out])
+    return w.VBox([w.HBox(items[:4]), w.HBox(items[4:]), image, summary])
 
 
 def draw_losses(ax, steps, total, relation, subject, R: int, D: int, style: str = "-", label: str = "",
