@@ -6,7 +6,6 @@ so that the test is monotone in N for a fixed seed.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from collections.abc import Callable, Sequence
 
@@ -23,12 +22,12 @@ from .memory import TrainConfig, hebbian_accuracy_prediction, hebbian_memory, re
 def predicted_capacity(params: float, c: float) -> float:
     """The N solving ``params = c N ln N`` (params = d^2 for a linear memory, m d for an MLP).
 
-    With x = params / c, N ln N = x gives N = x / W0(x), W0 the principal branch of Lambert's W.
+    With x = params / c, N ln N = x gives N = x / W0(x), W0 the principal branch of Lambert's W (N > 1).
     """
     params = check_float("params", params, 0.0, low_open=True)
     c = check_float("c", c, 0.0, low_open=True)
     x = params / c
-    return float(x / lambertw(x).real) if x > math.e else math.e
+    return float(x / lambertw(x).real)
 
 
 def fitted_constant(params: Sequence[float], N: Sequence[float]) -> np.ndarray:

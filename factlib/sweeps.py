@@ -42,7 +42,13 @@ class ResultStore:
     def add(self, job: dict, result) -> None:
         key = job_key(job)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
+        with self.path.open("a+") as f:
+            # a killed run may have left a cut-off last line: start ours on a fresh line
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(f.tell() - 1)
+                if f.read(1) != "\n":
+                    f.write("\n")
             f.write(json.dumps({"key": key, "job": job, "result": result}) + "\n")
             f.flush()
             os.fsync(f.fileno())

@@ -12,6 +12,23 @@ from .memory import hebbian_accuracy_prediction, hebbian_memory, low_rank_memory
 from .plots import COLORS, figure
 
 
+def _png(fig) -> bytes:
+    """A figure as PNG bytes (then closed), for an Image widget: the cell then emits nothing but the widget."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _live(sliders: dict, update) -> None:
+    """Call ``update()`` now and whenever a control changes."""
+    for control in sliders.values():
+        control.observe(lambda _: update(), names="value")
+    update()
+
+
 def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) -> w.VBox:
     """Chapter 1: recall accuracy and margin histogram of the Hebbian memory (full and rank-m) for f*(x) = x."""
     sliders = {
@@ -20,9 +37,11 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
         "rank": w.IntSlider(value=rank, min=1, max=128, step=1, description="rank m", continuous_update=False),
         "seed": w.IntSlider(value=seed, min=0, max=20, step=1, description="seed", continuous_update=False),
     }
+    image = w.Image(format="png")
 
-    def show(d: int, N: int, rank: int, seed: int) -> None:
-        rank = min(rank, d)
+    def update() -> None:
+        d, N, seed = sliders["d"].value, sliders["N"].value, sliders["seed"].value
+        rank = min(sliders["rank"].value, d)
         E, U = memory_embeddings(N, N, d, seed)  # (N, d), (N, d)
         targets = torch.arange(N)
         W_full = hebbian_memory(E, U, targets)  # (d, d)
@@ -37,15 +56,11 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
         ax.set_ylabel("number of inputs")
         ax.set_title(f"d={d}, N={N}: predicted accuracy (full) {hebbian_accuracy_prediction(N, d):.3f}")
         ax.legend(loc="upper left", fontsize=8)
-        plt.show()
+        image.value = _png(fig)
 
-    out = w.interactive_output(show, sliders)
-    return w.VBox([w.HBox(list(sliders.values())[:2]), w.HBox(list(sliders.values())[2:]), out])
-
-
-# ---- chapter 3: the factual recall task ------------------------------------------------------------------------
-
-TOKEN_COLORS = {"subject": COLORS[0], "relation": COLORS[1], "noise": "#BBBBBB", "EOS": "#333333", "answer": COLORS[2]}
+    _live(sliders, update)
+    items = list(sliders.values())
+    return w.VBox([w.HBox(items[:2]), w.HBox(items[2:]), image])
 
 
 def draw_prompt(ax, task, tokens: torch.Tensor, answer: int, y: float = 0.0, label: str | None = None) -> None:
@@ -81,23 +96,6 @@ def draw_prompts(task, tokens: torch.Tensor, answers: torch.Tensor, title: str =
     if title:
         ax.set_title(title)
     return fig, ax
-
-
-def _png(fig) -> bytes:
-    """A figure as PNG bytes (then closed), for an Image widget: the cell then emits nothing but the widget."""
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _live(sliders: dict, update) -> None:
-    """Call ``update()`` now and whenever a control changes."""
-    for control in sliders.values():
-        control.observe(lambda _: update(), names="value")
-    update()
 
 
 def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int = 0) -> w.VBox:

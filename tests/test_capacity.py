@@ -36,12 +36,6 @@ def test_predicted_capacity_below_e(x, c):
     assert c * N * math.log(N) == pytest.approx(x * c, rel=1e-9)
 
 
-test_predicted_capacity_below_e = pytest.mark.xfail(
-    strict=True,
-    reason="factlib bug: predicted_capacity returns e for params / c <= e instead of the solution of "
-           "c N ln N = params (which exists in (1, e]), e.g. predicted_capacity(1, 1) = 2.718, not 1.763",
-)(test_predicted_capacity_below_e)
-
 
 @FAST
 @given(a=st.floats(3.0, 1e8), b=st.floats(3.0, 1e8), c=consts)

@@ -67,10 +67,6 @@ def _recall_count(W, E, U, targets):
     return int((memory.scores(W, E, U).argmax(dim=1) == targets).sum())
 
 
-CHECKER_INSTANCE_TOO_HARD = (
-    "factlib.checks.ch1.test_recall_accuracy: its test memory (randn + 2 * Hebbian, N=40, M=30, d=6) recalls only "
-    "1 of 40 inputs, so a count is 1 <= 1.0 and escapes the 'fraction' check, and the W^T and argmax-over-inputs "
-    "answers both score 0.0: the accuracies collide and the misconception is misnamed")
 
 
 WRONG = [
@@ -124,13 +120,11 @@ def test_checker_rejects_other_wrong_answers(capsys, checker, wrong):
     assert "passed" not in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason=CHECKER_INSTANCE_TOO_HARD)
 def test_recall_checker_names_count_instead_of_fraction():
     with pytest.raises(AssertionError, match="fraction"):
         ch1.test_recall_accuracy(_recall_count)
 
 
-@pytest.mark.xfail(strict=True, reason=CHECKER_INSTANCE_TOO_HARD)
 def test_recall_checker_catches_argmax_over_inputs():
     def wrong_axis(W, E, U, targets):
         return (memory.scores(W, E, U).argmax(dim=0)[: len(targets)] == targets[: U.shape[0]]).float().mean().item()

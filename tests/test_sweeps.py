@@ -89,9 +89,6 @@ def test_store_ignores_truncated_last_line(tmp_path):
     assert {"i": 2} not in reopened
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "factlib bug: ResultStore.add appends after a truncated last line without starting a new line, so the "
-    "first record written after a resume is glued to the partial one and is lost on the next load"))
 def test_store_keeps_records_added_after_a_truncated_line(tmp_path):
     path = tmp_path / "r.jsonl"
     ResultStore(path).add({"i": 0}, 0)

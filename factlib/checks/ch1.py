@@ -43,9 +43,8 @@ def test_hebbian_memory(hebbian_memory_fn) -> None:
 
 def test_recall_accuracy(recall_accuracy_fn) -> None:
     """``recall_accuracy_fn(W, E, U, targets)`` must return the fraction of x with argmax_y U[y]^T W E[x] = f(x)."""
-    E, U, targets = _instance(N=40, M=30, d=6)
-    W = torch.randn(6, 6, generator=torch.Generator().manual_seed(3))
-    W = W + 2 * hebbian_memory(E, U, targets)  # a memory that gets some, not all, inputs right
+    E, U, targets = _instance(N=40, M=30, d=16)
+    W = hebbian_memory(E, U, targets)  # recalls 22 of the 40 inputs: wrong answers give other fractions
     got = recall_accuracy_fn(W, E, U, targets)
     ref = recall_accuracy(W, E, U, targets)
     assert isinstance(got, (float, int)) or (isinstance(got, torch.Tensor) and got.numel() == 1), (
@@ -53,12 +52,12 @@ def test_recall_accuracy(recall_accuracy_fn) -> None:
     got = float(got)
     assert got <= 1.0, f"got {got}: return the fraction of correct inputs (divide the count by N)"
     transposed = (scores(W.T, E, U).argmax(dim=1) == targets).float().mean().item()
-    if abs(transposed - ref) > 1e-9:
-        assert abs(got - transposed) > 1e-9, "you used W^T: the score of output y for input x is U[y]^T W E[x]"
+    if abs(transposed - ref) > 1e-6:
+        assert abs(got - transposed) > 1e-6, "you used W^T: the score of output y for input x is U[y]^T W E[x]"
     wrong_axis = (scores(W, E, U).argmax(dim=0)[: len(targets)] == targets[: U.shape[0]]).float().mean().item()
-    assert not (abs(got - wrong_axis) < 1e-9 and abs(wrong_axis - ref) > 1e-9), (
+    assert not (abs(got - wrong_axis) < 1e-6 and abs(wrong_axis - ref) > 1e-6), (
         "take the argmax over outputs y (one per input x, along dim=1 of the (N, M) score matrix), not over inputs")
-    assert abs(got - ref) < 1e-9, f"got {got:.4f}, expected {ref:.4f}"
+    assert abs(got - ref) < 1e-6, f"got {got:.4f}, expected {ref:.4f}"
     one_hot = orthogonal_embeddings(5)
     perfect = float(recall_accuracy_fn(torch.eye(5), one_hot, one_hot, torch.arange(5)))
     assert perfect == 1.0, f"the identity memory with one-hot embeddings recalls everything; got {perfect}"
