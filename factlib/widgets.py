@@ -63,6 +63,11 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
     return w.VBox([w.HBox(items[:2]), w.HBox(items[2:]), image])
 
 
+# ---- chapter 3: the factual recall task ------------------------------------------------------------------------
+
+TOKEN_COLORS = {"subject": COLORS[0], "relation": COLORS[1], "noise": "#BBBBBB", "EOS": "#333333", "answer": COLORS[2]}
+
+
 def draw_prompt(ax, task, tokens: torch.Tensor, answer: int, y: float = 0.0, label: str | None = None) -> None:
     """Draw one prompt (T,) as a row of coloured boxes at height y, then an arrow to its answer (chapter 3)."""
     from .task import answer_name, token_names
