@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from ._validate import check_int
+from ._validate import check_choice, check_int
 from .capacity import linear_memory_capacity
 from .config import PROFILES, device as pick_device
 from .dynamics import DynamicsConfig, train
@@ -123,10 +123,8 @@ def reproduce(figure: str, profile: str = "quick", device: str = "auto", out: st
     Finished jobs are kept in ``<out>.jobs.jsonl`` while the sweep runs, so a killed run picks up where it
     stopped; the file is removed once ``out`` is written.
     """
-    if figure not in FIGURES:
-        raise ValueError(f"figure must be one of {', '.join(FIGURES)}; got {figure!r}")
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
+    check_choice("figure", figure, FIGURES)
+    check_choice("profile", profile, PROFILES)
     fig = FIGURES[figure]
     dev = pick_device(device)
     config = dict(fig.configs[profile])
