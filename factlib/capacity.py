@@ -78,6 +78,78 @@ def find_capacity(succeeds: Callable[[int], bool], low: int, high: int, guess: i
     return good, tried
 
 
+class CapacitySearch:
+    """A search for the largest n in [low, high] passing a monotone test, run in rounds of several candidates.
+
+    Where ``find_capacity`` tests one n at a time, each round here proposes up to ``points`` candidates that
+    are trained together (in one batch, by the caller), so a search takes a few rounds instead of a dozen
+    sequential trainings. Round one brackets the prediction ``guess`` (``guess / growth .. guess * growth^2``);
+    while no bracket is known it walks outward by ``growth^points``; inside a bracket it places the candidates
+    evenly, shrinking it ``points + 1`` times per round, until the first failure is within a factor
+    1 + rtol of the last success. Outcomes are reconciled as monotone: ``bad`` is the smallest failure and
+    ``good`` the largest success below it. Use: ``while not s.done: s.update(test_all(s.candidates()))``.
+    """
+
+    def __init__(self, low: int, high: int, guess: int | None = None, points: int = 3,
+                 growth: float = 1.25, rtol: float = 0.02):
+        self.low, self.high = check_int("low", low, 1), check_int("high", high, low)
+        self.guess = low if guess is None else min(max(int(round(guess)), low), high)
+        self.points = check_int("points", points, 1, 64)
+        self.growth = check_float("growth", growth, 1.0, low_open=True)
+        self.rtol = check_float("rtol", rtol, 0.0, 1.0)
+        self.tried: dict[int, bool] = {}
+        self.rounds = 0
+
+    @property
+    def bad(self) -> int | None:
+        fails = [n for n, ok in self.tried.items() if not ok]
+        return min(fails) if fails else None
+
+    @property
+    def good(self) -> int | None:
+        bad = self.bad
+        wins = [n for n, ok in self.tried.items() if ok and (bad is None or n < bad)]
+        return max(wins) if wins else None
+
+    @property
+    def done(self) -> bool:
+        good, bad = self.good, self.bad
+        if good is not None and (good == self.high or bad is not None and bad - good <= max(1.0, self.rtol * good)):
+            return True
+        return bad is not None and bad == self.low
+
+    @property
+    def capacity(self) -> int:
+        """The answer so far: the largest success below the first failure (low - 1 if ``low`` failed)."""
+        good = self.good
+        return self.low - 1 if good is None else good
+
+    def candidates(self) -> list[int]:
+        """The n to test this round (none once ``done``)."""
+        if self.done:
+            return []
+        good, bad, p = self.good, self.bad, self.points
+        if good is None and bad is None:
+            raw = [self.guess * self.growth ** k for k in range(-(p // 2), p - p // 2)]
+        elif bad is None:   # everything passed so far: walk up
+            raw = [good * self.growth ** (k * p) for k in range(1, p + 1)]
+        elif good is None:  # everything failed so far: walk down
+            raw = [bad / self.growth ** (k * p) for k in range(1, p + 1)]
+        else:
+            raw = [good + (bad - good) * k / (p + 1) for k in range(1, p + 1)]
+        lo = self.low if good is None else good + 1
+        hi = self.high if bad is None else bad - 1
+        out = sorted({min(max(int(round(n)), lo), hi) for n in raw} - set(self.tried))
+        if not out:  # rounding collided with tried points: take the midpoint of what is left
+            out = [(lo + hi) // 2]
+        return out
+
+    def update(self, outcomes: dict[int, bool]) -> None:
+        """Record this round's outcomes {n: passed}."""
+        self.tried.update({int(n): bool(ok) for n, ok in outcomes.items()})
+        self.rounds += 1
+
+
 def predicted_hebbian_capacity(d: int, accuracy: float = 0.99) -> int:
     """Largest N (f*(x) = x, M = N) at which the predicted Hebbian accuracy is still >= ``accuracy``."""
     d = check_int("d", d, 2)

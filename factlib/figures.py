@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import platform
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,19 +19,10 @@ from .capacity import linear_memory_capacity
 from .config import PROFILES, device as pick_device
 from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
-from .sweeps import ResultStore, run_sweep
+from .sweeps import Figure, ResultStore, run_sweep
 
 #: d values of Figure 1, powers of 2^(1/2) rounded as in the paper
 FIG1_DIMS = (8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256)
-
-
-@dataclass(frozen=True)
-class Figure:
-    name: str
-    description: str
-    configs: dict[str, dict]                       # profile -> config
-    jobs: Callable[[dict], list[dict]]             # config -> jobs
-    run_job: Callable[[dict, torch.device], dict]  # (job, device) -> row
 
 
 def _fig1_left_jobs(config: dict) -> list[dict]:
@@ -116,10 +106,12 @@ FIGURES: dict[str, Figure] = {
 
 
 def reproduce(figure: str, profile: str = "quick", device: str = "auto", out: str | None = None,
-              progress: bool = True, d: list[int] | None = None, seeds: int | None = None) -> dict:
+              progress: bool = True, d: list[int] | None = None, seeds: int | None = None,
+              executor: str = "inline", workers: int | None = None, scheduler: str | None = None) -> dict:
     """Run a figure's sweep and return ``{"figure", "profile", "rows", "provenance"}``; resumable via ``out``.
 
-    ``d`` and ``seeds`` (a count) override the profile's values.
+    ``d`` and ``seeds`` (a count) override the profile's values; ``executor``, ``workers`` and ``scheduler``
+    choose where the jobs run (see ``factlib.sweeps.run_sweep``).
     Finished jobs are kept in ``<out>.jobs.jsonl`` while the sweep runs, so a killed run picks up where it
     stopped; the file is removed once ``out`` is written.
     """
@@ -135,7 +127,8 @@ def reproduce(figure: str, profile: str = "quick", device: str = "auto", out: st
     store_path = Path(f"{out}.jobs.jsonl") if out else None
     store = ResultStore(store_path) if store_path else None
     start = time.perf_counter()
-    results = run_sweep(fig.jobs(config), lambda job: fig.run_job(job, dev), store, progress, desc=figure)
+    results = run_sweep(fig.jobs(config), functools.partial(fig.run_job, device=dev), store, progress,
+                        desc=figure, executor=executor, workers=workers, scheduler=scheduler)
     # a job returns one row, or a list of rows (a training curve)
     rows = [row for res in results for row in (res if isinstance(res, list) else [res])]
     result = {
@@ -158,3 +151,8 @@ def reproduce(figure: str, profile: str = "quick", device: str = "auto", out: st
         Path(out).write_text(json.dumps(result, indent=1) + "\n")
         store_path.unlink(missing_ok=True)
     return result
+
+# Chapter 5's figures (Figs. 4, 7-9: trained one-layer transformers) live with their training code.
+from .scaling import SCALING_FIGURES  # noqa: E402
+
+FIGURES.update(SCALING_FIGURES)

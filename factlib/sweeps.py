@@ -9,9 +9,24 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A paper figure as a sweep: a config per profile, the jobs of a config, and the function of one job.
+
+    ``run_job`` must be a module-level function (so process and Dask executors can pickle it).
+    """
+
+    name: str
+    description: str
+    configs: dict[str, dict]         # profile -> config
+    jobs: Callable[[dict], list[dict]]  # config -> jobs
+    run_job: Callable[..., object]   # (job, device=...) -> row or list of rows
 
 
 def job_key(job: dict) -> str:
@@ -56,8 +71,11 @@ class ResultStore:
 
 
 def run_sweep(jobs: Iterable[dict], fn: Callable[[dict], object], store: ResultStore | None = None,
-              progress: bool = True, desc: str | None = None) -> list:
+              progress: bool = True, desc: str | None = None, executor: str = "inline",
+              workers: int | None = None, scheduler: str | None = None) -> list:
     """Run ``fn`` on every job not already in ``store``; return all results in job order."""
+    if executor != "inline" or workers is not None or scheduler is not None:
+        raise NotImplementedError("only the in-process executor exists so far")
     jobs = list(jobs)
     todo = [job for job in jobs if store is None or job not in store]
     done = {}
