@@ -1,4 +1,7 @@
-"""Command line: ``python -m factlib reproduce <figure> --profile quick|full --device auto --out FILE.json``."""
+"""Command line: ``python -m factlib reproduce <figure> --profile quick|full --device auto --out FILE.json``.
+
+Where the jobs run: ``--executor inline|processes|dask``, ``--workers N``, ``--scheduler tcp://host:port``.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +10,7 @@ import sys
 
 from .config import DEVICES, PROFILES
 from .figures import FIGURES, reproduce
+from .sweeps import EXECUTORS
 
 
 def _parse_int(name: str, text: str) -> int:
@@ -16,9 +20,25 @@ def _parse_int(name: str, text: str) -> int:
         raise ValueError(f"{name} must be an integer; got {text!r}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m factlib", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor, --workers, --scheduler: where a sweep's jobs run (see factlib.sweeps.run_sweep)."""
+    parser.add_argument("--executor", help=f"where the jobs run, one of: {', '.join(EXECUTORS)} (default inline; "
+                        "processes if --workers is given, dask if --scheduler is)")
+    parser.add_argument("--workers", help="number of worker processes, in [1, 1024] (default: one per CPU core)")
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786 "
+                        "(implies --executor dask)")
+
+
+def _executor_arguments(args: argparse.Namespace) -> dict:
+    """``executor``, ``workers``, ``scheduler`` for run_sweep; their values are checked there."""
+    workers = None if args.workers is None else _parse_int("workers", args.workers)
+    executor = args.executor
+    if executor is None:
+        executor = "dask" if args.scheduler is not None else "processes" if workers is not None else "inline"
+    return {"executor": executor, "workers": workers, "scheduler": args.scheduler}
+
+
+def _add_reproduce(sub) -> None:
     rep = sub.add_parser("reproduce", help="run the sweep behind one of the paper's figures")
     rep.add_argument("figure", nargs="?", help=f"one of: {', '.join(FIGURES)}")
     rep.add_argument("--list", action="store_true", help="list the figures and exit")
@@ -28,27 +48,39 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--d", help="comma-separated embedding dimensions, each in [2, 4096] (default: the profile's)")
     rep.add_argument("--seeds", help="number of seeds, in [1, 1000] (default: the profile's)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    _add_executor_arguments(rep)
+    rep.set_defaults(run=_reproduce)
 
+
+def _reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.list:
         for name, fig in FIGURES.items():
             print(f"{name:12s} {fig.description}")
         return 0
     if args.figure is None:
         parser.error("a figure is required (see --list)")
-    try:
-        dims = None if args.d is None else [_parse_int("d", v) for v in args.d.split(",")]
-        seeds = None if args.seeds is None else _parse_int("seeds", args.seeds)
-        result = reproduce(args.figure, args.profile, args.device, args.out, not args.no_progress, dims, seeds)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    dims = None if args.d is None else [_parse_int("d", v) for v in args.d.split(",")]
+    seeds = None if args.seeds is None else _parse_int("seeds", args.seeds)
+    result = reproduce(args.figure, args.profile, args.device, args.out, not args.no_progress, dims, seeds,
+                       **_executor_arguments(args))
     if not args.out:
         print(json.dumps(result, indent=1))
     else:
         print(f"wrote {args.out}: {len(result['rows'])} rows in {result['provenance']['wall_time_s']} s "
               f"on {result['provenance']['device']}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m factlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_reproduce(sub)  # each subcommand: a _add_<name>(sub) that sets run=<handler>(args, parser) -> exit code
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args, parser)
+    except ValueError as err:  # a bad argument value: one line, exit status 2
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -53,6 +53,13 @@ def test_list_names_the_figures():
     pytest.param(["fig1-left", "--device", "cuda"], "device",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="cuda is available")),
     (["fig1-left", "--device", "tpu"], "device"),
+    (["fig1-left", "--executor", "threads"], "executor"),
+    (["fig1-left", "--workers", "0"], "workers"),
+    (["fig1-left", "--workers", "two"], "workers"),
+    (["fig1-left", "--executor", "processes", "--workers", "2000"], "workers"),
+    (["fig1-left", "--executor", "inline", "--workers", "2"], "workers"),
+    (["fig1-left", "--scheduler", "localhost:8786"], "scheduler"),
+    (["fig1-left", "--executor", "processes", "--scheduler", "tcp://127.0.0.1:8786"], "scheduler"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, args, name):
     out = tmp_path / "never.json"
@@ -132,3 +139,41 @@ def test_reproduce_resumes_from_jobs_file(reproduced, tmp_path):
     assert rows[0] == {"d": 8, "seed": 0, "N": -1}
     assert rows[1] == first["rows"][1]  # the other job was computed, as in a fresh run
     assert not jobs_path.exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], {"executor": "inline", "workers": None, "scheduler": None}),
+    (["--workers", "3"], {"executor": "processes", "workers": 3, "scheduler": None}),
+    (["--executor", "dask", "--workers", "3"], {"executor": "dask", "workers": 3, "scheduler": None}),
+    (["--scheduler", "tcp://h:8786"], {"executor": "dask", "workers": None, "scheduler": "tcp://h:8786"}),
+    (["--executor", "processes"], {"executor": "processes", "workers": None, "scheduler": None}),
+])
+def test_executor_options_reach_reproduce(monkeypatch, capsys, args, expected):
+    seen = {}
+
+    def fake_reproduce(*args, **kwargs):
+        seen.update(kwargs)
+        return {"rows": []}
+
+    monkeypatch.setattr("factlib.__main__.reproduce", fake_reproduce)
+    assert main(["reproduce", "fig1-left", "--no-progress", *args]) == 0
+    assert seen == expected
+
+
+def test_reproduce_on_worker_processes_matches_inline(reproduced, tmp_path, capsys):
+    first, _, _ = reproduced
+    out = tmp_path / "processes.json"
+    assert main(["reproduce", *ARGS, "--executor", "processes", "--workers", "2", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"] == first["rows"]
+
+
+def test_reproduce_on_a_dask_scheduler_matches_inline(reproduced, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    first, _, _ = reproduced
+    out = tmp_path / "dask.json"
+    # one worker process: each one imports torch and factlib, seconds on a small shared machine
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
+        # --scheduler alone implies --executor dask
+        assert main(["reproduce", *ARGS, "--scheduler", cluster.scheduler_address, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"] == first["rows"]
