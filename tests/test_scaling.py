@@ -1,0 +1,181 @@
+"""factlib.scaling: the batched trainer is the per-model transformer, batch composition does not change a run,
+the vectorised sampler draws the task's distribution, capacity searches are plausible and deterministic."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from factlib import figures
+from factlib.models import OneLayerTransformer
+from factlib.scaling import (SCALING_FIGURES, Protocol, Run, RunGroup, SearchSpec, capacity_sweep, fit_scaling,
+                             head_sizes, init_weights, mix64, train_runs, uniform_ints, variant_task)
+from factlib.task import TaskConfig, fact_table, prompt_probability, sample_batch
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = Protocol(steps=384, batch_size=128, eval_every=64, eval_size=256, patience=192)
+
+
+def mixed_runs(m=6):
+    """Runs of one shape whose tasks differ in S, R, D, noise and answer layout (padding is exercised)."""
+    tasks = [TaskConfig(S=5, R=3, D=4), TaskConfig(S=8, R=8, D=8, distinct_answers=True),
+             TaskConfig(S=3, R=6, D=2, n_noise=11)]
+    return [Run(task, d=12, H=3, d_h=4, m=m, lr=1e-2, seed=seed) for seed, task in enumerate(tasks)]
+
+
+@pytest.mark.parametrize("m", [0, 6])
+def test_batched_forward_is_the_per_model_forward(m):
+    runs = mixed_runs(m)
+    group = RunGroup(runs)
+    tokens, answers = group.sample(step=5, batch_size=50)  # (n, B, T), (n, B)
+    logits = group.forward(tokens)  # (n, B, A)
+    for i, run in enumerate(runs):
+        model = OneLayerTransformer(run.model_config())  # the same frozen embeddings, by construction
+        assert torch.equal(model.E, group.E[i, :run.task.vocab_size])
+        assert torch.equal(model.U, group.U[i, :run.task.num_answers])
+        with torch.no_grad():
+            for name, value in init_weights(run).items():
+                getattr(model, name).copy_(value.float())
+            want = model(tokens[i])  # (B, R D)
+        A = run.task.num_answers
+        torch.testing.assert_close(logits[i, :, :A], want, rtol=1e-4, atol=1e-5)
+        assert torch.isinf(logits[i, :, A:]).all(), "padded answers must be masked with -inf"
+        assert torch.equal(group.model(i).W_Q, model.W_Q)
+
+
+def test_answers_follow_each_runs_fact_table():
+    runs = mixed_runs()
+    group = RunGroup(runs)
+    s, r, noise, answers = group.sample_parts(step=1, batch_size=200)
+    for i, run in enumerate(runs):
+        table = fact_table(run.task, 2**31 + run.seed)
+        assert torch.equal(answers[i], table[s[i], r[i]])
+        assert int(noise[i].max()) < run.task.n_noise and int(s[i].max()) < run.task.S
+
+
+def test_prompts_are_well_formed_and_their_parts_are_the_training_batch():
+    runs = mixed_runs()
+    group = RunGroup(runs)
+    tokens, answers = group.sample(step=3, batch_size=300)
+    s, r, noise, answers_parts = group.sample_parts(step=3, batch_size=300)
+    assert torch.equal(answers, answers_parts)
+    ps, pr, counts = group.parts(tokens)
+    assert torch.equal(ps, s) and torch.equal(pr, r)
+    assert torch.equal(counts, group.noise_counts(noise))
+    for i, run in enumerate(runs):
+        assert bool((prompt_probability(run.task, tokens[i]) > 0).all()), "every prompt must be a task prompt"
+
+
+def test_sampler_matches_the_task_distribution():
+    """Marginals of 2^15 prompts: subject, relation, subject position, noise tokens (the task's own sampler
+    draws the same quantities; both are compared with the exact uniform frequencies)."""
+    task = TaskConfig(S=7, R=5, D=3, T=12, n_noise=9)
+    group = RunGroup([Run(task, d=8, H=2, d_h=2, m=4, lr=1e-2, seed=3)])
+    B = 2**15
+    tokens, _ = group.sample(step=11, batch_size=B)
+    tokens = tokens[0]  # (B, T)
+    ref, *_ = sample_batch(task, fact_table(task, 0), B, seed=0)  # (B, T)
+
+    def marginals(z):
+        body = z[:, :-1]
+        subj = torch.bincount(body[body < task.S], minlength=task.S).double() / len(z)
+        rel = torch.bincount(body[(body >= task.S) & (body < task.noise_offset)] - task.S, minlength=task.R).double() / len(z)
+        pos = torch.bincount((body < task.S).double().argmax(1), minlength=task.T - 1).double() / len(z)
+        noisy = body[body >= task.noise_offset] - task.noise_offset
+        noise = torch.bincount(noisy, minlength=task.n_noise).double() / len(noisy)
+        return subj, rel, pos, noise
+
+    exact = [torch.full((k,), 1.0 / k, dtype=torch.float64) for k in (task.S, task.R, task.T - 1, task.n_noise)]
+    for ours, theirs, p in zip(marginals(tokens), marginals(ref), exact):
+        tol = 4 * (p[0] / B) ** 0.5
+        assert (ours - p).abs().max() < tol
+        assert (ours - theirs).abs().max() < 2 * tol
+    assert bool((tokens[:, -1] == task.eos).all())
+
+
+def test_uniform_ints_range_and_hash_is_a_bijection_on_samples():
+    keys = torch.tensor([1, 2**40 + 7], dtype=torch.long)
+    n = torch.tensor([3, 1000], dtype=torch.long)
+    x = uniform_ints(keys, torch.arange(20000).expand(2, -1), n)
+    assert int(x[0].max()) == 2 and int(x[0].min()) == 0 and int(x[1].max()) < 1000
+    assert abs(x[0].double().mean().item() - 1.0) < 0.03
+    z = torch.arange(-5000, 5000, dtype=torch.long)
+    assert len(torch.unique(mix64(z))) == len(z)
+
+
+def test_a_batch_of_runs_trains_like_the_runs_one_by_one():
+    runs = [Run(variant_task("S=R", n), d=8, H=2, d_h=2, m=8, lr=lr, seed=seed)
+            for n, lr, seed in [(2, 1e-2, 0), (5, 3e-3, 1), (3, 1e-2, 2)]]
+    together, models = train_runs(runs, TINY, keep_models=True)
+    for run, outcome, model in zip(runs, together, models):
+        (alone,), (single,) = train_runs([run], TINY, keep_models=True)
+        assert (alone.reached, alone.steps) == (outcome.reached, outcome.steps)
+        assert abs(alone.accuracy - outcome.accuracy) <= 2 / TINY.eval_size
+        torch.testing.assert_close(single.W_O, model.W_O, rtol=1e-3, atol=1e-4)
+    assert [o.reached for o in together] == [True, False, True], "runs that stop at different steps"
+
+
+def test_capacity_search_is_plausible_and_deterministic():
+    specs = [SearchSpec(d=8, H=2, d_h=4, m=8, seed=0), SearchSpec(d=8, H=2, d_h=1, m=2, seed=0)]
+    protocol = replace(TINY, steps=512, patience=256, foresight=0.0)
+    first = capacity_sweep(specs, lrs=[1e-2], protocol=protocol, points=2, rtol=0.2)
+    assert first == capacity_sweep(specs, lrs=[1e-2], protocol=protocol, points=2, rtol=0.2)
+    big, small = first
+    assert big["params"] == 4 * 2 * 4 * 8 + 2 * 8 * 8 and big["facts"] == big["S"] * big["R"]
+    assert 2 <= big["n"] <= 16 and big["facts"] >= small["facts"]
+    assert big["lr"] == 1e-2 and big["steps"] <= protocol.steps
+
+
+def test_fit_scaling_recovers_a_power_law():
+    params = [100, 1000, 10000]
+    fit = fit_scaling(params, [0.2 * p for p in params])
+    assert abs(fit["slope"] - 1) < 1e-9 and abs(fit["facts_per_param"] - 0.2) < 1e-9
+
+
+def test_head_sizes_rounds_half_up_and_skips_zero():
+    assert head_sizes(8, 1, 1) == (1, 8)
+    assert head_sizes(16, 0.5, 0.25) == (1, 4)
+    assert head_sizes(8, 0.25, 1) is None and head_sizes(2, 1, 0.25) is None
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: Run(TaskConfig(S=2, R=2, D=2), d=0, H=1, d_h=1, m=0, lr=1e-2), "d"),
+    (lambda: Run(TaskConfig(S=2, R=2, D=2), d=4, H=1, d_h=1, m=-1, lr=1e-2), "m"),
+    (lambda: Run(TaskConfig(S=2, R=2, D=2), d=4, H=1, d_h=1, m=0, lr=0.0), "lr"),
+    (lambda: Run(TaskConfig(S=2, R=2, D=2, subjects="zipf"), d=4, H=1, d_h=1, m=0, lr=1e-2), "subjects"),
+    (lambda: Protocol(steps=0), "steps"),
+    (lambda: Protocol(threshold=1.5), "threshold"),
+    (lambda: variant_task("S=R^3", 4), "variant"),
+    (lambda: variant_task("S=R", 0), "n"),
+    (lambda: capacity_sweep([SearchSpec(8, 2, 2, 2, 0)], lrs=[]), "lrs"),
+    (lambda: train_runs(mixed_runs(), max_runs=0), "max_runs"),
+    (lambda: RunGroup([]), "runs"),
+    (lambda: RunGroup([mixed_runs()[0], replace(mixed_runs()[0], d=16)]), "runs of a group"),
+])
+def test_arguments_are_validated(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+TINY_JOB = {"protocol": {**Protocol(steps=128, batch_size=64, eval_every=64, eval_size=128, patience=64).__dict__},
+            "seeds": [0]}
+
+
+@pytest.mark.parametrize("name", ["fig4-left", "fig7", "fig8", "fig9", "fig4-right"])
+def test_reproduce_runs_each_figure_on_a_tiny_override(name, monkeypatch):
+    fig = SCALING_FIGURES[name]
+    tiny = {**fig.configs["quick"], **TINY_JOB}
+    if "alpha_beta" in tiny:
+        tiny.update(alpha_beta=[[4, 4], [0.25, 0.25]], lrs=[1e-2])  # (0.25, 0.25) rounds to d_h = 0: skipped
+    else:
+        tiny.update(H=[1, 2], m=[0, 4])
+    monkeypatch.setitem(figures.FIGURES, name, replace(fig, configs={**fig.configs, "quick": tiny}))
+    result = figures.reproduce(name, "quick", device="cpu", progress=False, d=[4])
+    rows = result["rows"]
+    assert result["provenance"]["config"]["d"] == [4]
+    if "alpha_beta" in tiny:
+        assert len(rows) == 1 and rows[0]["d"] == 4 and rows[0]["d_h"] == 2 and rows[0]["facts"] >= 1
+        assert {"alpha", "beta", "S", "R", "D", "facts", "params", "lr", "steps", "bits"} <= set(rows[0])
+    else:
+        assert sorted((r["H"], r["m"]) for r in rows) == [(1, 0), (1, 4), (2, 0), (2, 4)]
+        assert all(0 <= r["accuracy"] <= 1 for r in rows)
