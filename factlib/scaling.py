@@ -145,6 +145,7 @@ class Outcome:
     steps: int         # steps trained when it stopped
     accuracy: float    # last evaluated accuracy
     best_accuracy: float
+    curve: tuple = ()  # (step, evaluated accuracy) at every evaluation
 
 
 WEIGHTS = ("W_Q", "W_K", "W_V", "W_O", "W1", "b1", "W2")
@@ -366,6 +367,8 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
     last_progress = torch.zeros(n0, dtype=torch.long, device=dev)
     last_acc = torch.zeros(n0, device=dev)
     rate = torch.zeros(n0, device=dev)  # moving average of the accuracy gained per step
+    curves: list[list] = [[] for _ in range(n0)]
+    evals: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, run indices, accuracies), read at the end
     for step in range(1, protocol.steps + 1):
         params = {k: v.requires_grad_(True) for k, v in group.weights.items() if group.m or k in WEIGHTS[:4]}
         s, r, noise, answers = group.sample_parts(step, protocol.batch_size)  # (n, B) x 2, (n, B, T-3), (n, B)
@@ -389,6 +392,7 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
         last_progress[idx] = torch.where(improved, step, last_progress[idx])
         best_acc[idx] = torch.maximum(best_acc[idx], acc)
         best_loss[idx] = torch.minimum(best_loss[idx], loss_r)
+        evals.append((step, idx, acc))
         rate[idx] = 0.5 * rate[idx] + 0.5 * (acc - last_acc[idx]) / protocol.eval_every
         last_acc[idx] = acc
         hopeless = (acc + protocol.foresight * rate[idx].clamp(min=0) * (protocol.steps - step) < protocol.threshold) & (
@@ -407,7 +411,10 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
             group.keep(keep)
             if not len(group):
                 break
-    return outcomes, models
+    for step, idx, acc in evals:
+        for i, a in zip(idx.tolist(), acc.tolist()):
+            curves[i].append((step, a))
+    return [replace(o, curve=tuple(curves[i])) for i, o in enumerate(outcomes)], models
 
 
 def train_runs(runs: list[Run], protocol: Protocol = Protocol(), device: torch.device | str = "cpu",
