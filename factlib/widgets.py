@@ -314,3 +314,59 @@ def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float 
     update()
     items = list(sliders.values())
     return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), image, summary])
+
+
+def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | None = None) -> w.VBox:
+    """Chapter 5: a small (H, m) grid of trained models, from cached results: ``cells`` maps (H, m) to a dict with
+    "accuracy", "params", "curve" ([(step, accuracy), ...]) and "blocks" ({"attention": acc, "mlp": acc}: the
+    accuracy of each block's logits alone). Shows the grid's final accuracies with the chosen cell outlined, its
+    training curve among the others, and which block answers; no training happens when a slider moves."""
+    import numpy as np
+
+    Hs, ms = sorted({h for h, _ in cells}), sorted({k for _, k in cells})
+    sliders = {
+        "H": w.SelectionSlider(options=Hs, value=Hs[len(Hs) // 2] if H is None else H, description="heads H",
+                               continuous_update=False),
+        "m": w.SelectionSlider(options=ms, value=ms[len(ms) // 2] if m is None else m, description="MLP width m",
+                               continuous_update=False),
+    }
+    image, summary = w.Image(format="png"), w.HTML()
+
+    def update() -> None:
+        h, k = sliders["H"].value, sliders["m"].value
+        cell = cells[(h, k)]
+        fig, axes = figure(ncols=3, width=3.2, height=2.9)
+        grid = np.array([[cells[(a, b)]["accuracy"] for a in Hs] for b in ms])  # (len(ms), len(Hs))
+        axes[0].imshow(grid, origin="lower", cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        for i, b in enumerate(ms):
+            for j, a in enumerate(Hs):
+                axes[0].text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                             color="black" if grid[i, j] > 0.6 else "white")
+        axes[0].add_patch(plt.Rectangle((Hs.index(h) - 0.5, ms.index(k) - 0.5), 1, 1, fill=False, ec=COLORS[1], lw=2.5))
+        axes[0].set_xticks(range(len(Hs)), Hs)
+        axes[0].set_yticks(range(len(ms)), ms)
+        axes[0].set_xlabel("heads $H$")
+        axes[0].set_ylabel("MLP width $m$")
+        axes[0].set_title("final accuracy", fontsize=9)
+        axes[0].grid(False)
+        for other in cells.values():
+            steps, acc = zip(*other["curve"])
+            axes[1].plot(steps, acc, color="#BBBBBB", lw=0.8)
+        steps, acc = zip(*cell["curve"])
+        axes[1].plot(steps, acc, color=COLORS[1], lw=2)
+        axes[1].axhline(0.99, color="black", ls=":", lw=0.8)
+        axes[1].set_ylim(0, 1.02)
+        axes[1].set_xlabel("Adam steps")
+        axes[1].set_ylabel("accuracy on fresh prompts")
+        axes[1].set_title(f"H = {h}, m = {k}", fontsize=9)
+        names = list(cell["blocks"])
+        axes[2].bar(names, [cell["blocks"][n] for n in names], color=[COLORS[0], COLORS[3]][:len(names)])
+        axes[2].set_ylim(0, 1.05)
+        axes[2].set_ylabel("accuracy of that block's logits alone")
+        axes[2].set_title("where the facts are", fontsize=9)
+        image.value = _png(fig)
+        summary.value = (f"<pre>H = {h}, m = {k}: {cell['params']} parameters for {facts} facts "
+                         f"({facts / cell['params']:.3f} facts per parameter); final accuracy {cell['accuracy']:.3f}</pre>")
+
+    _live(sliders, update)
+    return w.VBox([w.HBox(list(sliders.values())), image, summary])
