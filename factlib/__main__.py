@@ -71,10 +71,28 @@ def _reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def _add_bench(sub) -> None:
+    ben = sub.add_parser("bench", help="print the capacity engine's speed as JSON (GFLOP/s, figure wall times)")
+    ben.add_argument("--device", default="auto", help=f"one of: {', '.join(DEVICES)} (default auto)")
+    ben.add_argument("--figures", help="comma-separated capacity figures to time (default: fig1-left,fig1-right,fig6;"
+                                       " empty: none)")
+    ben.add_argument("--baseline", action="store_true",
+                     help="also time the plain per-configuration loop on the same searches (slow)")
+    ben.set_defaults(run=_bench)
+
+
+def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .bench import bench, parse_figures  # imported here: it is the only command that needs it
+
+    print(json.dumps(bench(args.device, parse_figures(args.figures), args.baseline), indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m factlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_reproduce(sub)  # each subcommand: a _add_<name>(sub) that sets run=<handler>(args, parser) -> exit code
+    _add_reproduce(sub)
+    _add_bench(sub)  # each subcommand: a _add_<name>(sub) that sets run=<handler>(args, parser) -> exit code
     args = parser.parse_args(argv)
     try:
         return args.run(args, parser)

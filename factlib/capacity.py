@@ -91,7 +91,7 @@ class CapacitySearch:
     """
 
     def __init__(self, low: int, high: int, guess: int | None = None, points: int = 3,
-                 growth: float = 1.25, rtol: float = 0.02):
+                 growth: float = 1.15, rtol: float = 0.02):
         self.low, self.high = check_int("low", low, 1), check_int("high", high, low)
         self.guess = low if guess is None else min(max(int(round(guess)), low), high)
         self.points = check_int("points", points, 1, 64)

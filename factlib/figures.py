@@ -15,29 +15,53 @@ import torch
 
 from . import __version__
 from ._validate import check_choice, check_int
-from .capacity import linear_memory_capacity
 from .config import PROFILES, device as pick_device
 from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
 from .sweeps import Figure, ResultStore, run_sweep
+from .train import linear_problem, memory_capacities, mlp_problem
 
 #: d values of Figure 1, powers of 2^(1/2) rounded as in the paper
 FIG1_DIMS = (8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256)
 
 
 def _fig1_left_jobs(config: dict) -> list[dict]:
-    return [{"d": d, "seed": s, **config["train"]} for d in config["d"] for s in config["seeds"]]
+    """One job per d: all seeds' searches advance together in the batched engine."""
+    return [{"d": d, "seeds": list(config["seeds"]), **config["train"]} for d in config["d"]]
 
 
-def _fig1_left_job(job: dict, device: torch.device) -> dict:
-    sweep = [TrainConfig(lr=lr, steps=job["steps"], patience=job["patience"]) for lr in job["lrs"]]
-    N = linear_memory_capacity(job["d"], job["seed"], "train", sweep, device=device)
-    return {"d": job["d"], "seed": job["seed"], "N": N}
+def _recipe(job: dict) -> TrainConfig:
+    return TrainConfig(lr=job["lrs"][0], steps=job["steps"], patience=job["patience"])
 
 
-#: our recipe for trained linear memories: full-batch Adam from W = 0, learning rates tried in this order
+def _fig1_left_job(job: dict, device: torch.device) -> list[dict]:
+    problems = [linear_problem(job["d"], seed) for seed in job["seeds"]]
+    Ns = memory_capacities(problems, job["lrs"], _recipe(job), device=device)
+    return [{"d": job["d"], "seed": seed, "N": N} for seed, N in zip(job["seeds"], Ns)]
+
+
+#: our recipe for trained linear memories: full-batch Adam from W = 0, learning rates tried together
 #: (N counts as stored if one reaches 99 %), early stop at the threshold or when progress stalls
 LINEAR_RECIPE = {"lrs": [3.0, 1.0, 10.0], "steps": 1024, "patience": 128}
+#: trained MLP memories (Fig. 1 right, Fig. 6): Adam at the paper's lr 3e-2 from W1 ~ N(0, 1/d), b1 = W2 = 0;
+#: the paper trains 2^15 steps without early stopping, we stop at 99 % or when progress stalls
+MLP_RECIPE = {"lrs": [3e-2], "steps": 4096, "patience": 256}
+MLP_RECIPE_FULL = {"lrs": [3e-2], "steps": 2**14, "patience": 1024}
+
+
+def _mlp_jobs(config: dict) -> list[dict]:
+    """One job per (d, alpha); its seeds run together. Skips widths above ``max_params`` (m d) if set."""
+    cap = config.get("max_params")
+    return [{"d": d, "alpha": a, "seeds": list(config["seeds"]), "M": config.get("M"), **config["train"]}
+            for d in config["d"] for a in config["alpha"] if cap is None or a * d * d <= cap]
+
+
+def _mlp_job(job: dict, device: torch.device) -> list[dict]:
+    m = int(job["alpha"] * job["d"])
+    problems = [mlp_problem(job["d"], m, seed, M=job["M"]) for seed in job["seeds"]]
+    Ns = memory_capacities(problems, job["lrs"], _recipe(job), device=device)
+    return [{"d": job["d"], "m": m, "alpha": job["alpha"], "seed": seed, **({"M": job["M"]} if job["M"] else {}),
+             "N": N} for seed, N in zip(job["seeds"], Ns)]
 
 
 def _fig5_jobs(config: dict) -> list[dict]:
@@ -79,6 +103,29 @@ FIGURES: dict[str, Figure] = {
         },
         jobs=_fig1_left_jobs,
         run_job=_fig1_left_job,
+    ),
+    "fig1-right": Figure(
+        name="fig1-right",
+        description="Figure 1 (right): capacity N of a trained MLP memory of width m = alpha d, f*(x) = x",
+        configs={
+            "quick": {"d": [8, 11, 16], "alpha": [1, 2, 4, 8], "seeds": [0, 1], "max_params": 1024,
+                      "train": MLP_RECIPE},
+            "full": {"d": list(FIG1_DIMS[:8]), "alpha": [1, 2, 4, 8], "seeds": [0, 1, 2], "train": MLP_RECIPE_FULL},
+        },
+        jobs=_mlp_jobs,
+        run_job=_mlp_job,
+    ),
+    "fig6": Figure(
+        name="fig6",
+        description="Figure 6: the MLP sweep of Figure 1 (right) with a fixed output vocabulary, M = 32",
+        configs={
+            "quick": {"d": [8, 11, 16], "alpha": [1, 2, 4, 8], "seeds": [0, 1], "M": 32, "max_params": 1024,
+                      "train": MLP_RECIPE},
+            "full": {"d": list(FIG1_DIMS[:8]), "alpha": [1, 2, 4, 8], "seeds": [0, 1, 2], "M": 32,
+                     "train": MLP_RECIPE_FULL},
+        },
+        jobs=_mlp_jobs,
+        run_job=_mlp_job,
     ),
     "fig5-left": Figure(
         name="fig5-left",

@@ -158,23 +158,21 @@ class TrainResult:
     reached: bool       # accuracy >= threshold
 
 
-def train_linear_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor,
-                        config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Train W (d, d) from zero by full-batch cross-entropy; stops at the threshold or when progress stalls."""
-    _check_memory_args(E, U, targets)
-    d = E.shape[1]
-    W = torch.zeros(d, d, dtype=E.dtype, device=E.device, requires_grad=True)  # (d, d)
-    opt = (torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD)([W], lr=config.lr)
-    best, best_step, best_W = -1.0, 0, W.detach().clone()
+def _fit(params: list[torch.Tensor], logits_fn, targets: torch.Tensor, config: TrainConfig) -> tuple[float, int]:
+    """The one-configuration training loop shared by the linear and MLP memories: full-batch cross-entropy,
+    accuracy read every ``check_every`` steps, the best parameters kept (copied into ``params`` at the end),
+    stop at the threshold or when ``_hopeless``. Returns (best accuracy, steps taken)."""
+    opt = (torch.optim.Adam if config.optimizer == "adam" else torch.optim.SGD)(params, lr=config.lr)
+    best, best_step, best_params = -1.0, 0, [p.detach().clone() for p in params]
     history: list[tuple[int, float]] = []  # (step, best accuracy so far) at each check
     step = 0
     for step in range(config.steps + 1):
-        logits = scores(W, E, U)  # (N, M)
+        logits = logits_fn()  # (N, M)
         if step % config.check_every == 0 or step == config.steps:
-            # accuracy of the current W, read off the forward pass we need anyway
+            # accuracy of the current parameters, read off the forward pass we need anyway
             acc = (logits.detach().argmax(dim=1) == targets).float().mean().item()
             if acc > best:
-                best, best_step, best_W = acc, step, W.detach().clone()
+                best, best_step, best_params = acc, step, [p.detach().clone() for p in params]
             if best >= config.threshold or step == config.steps:
                 break
             history.append((step, best))
@@ -183,4 +181,52 @@ def train_linear_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor,
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(logits, targets).backward()
         opt.step()
-    return TrainResult(W=best_W, accuracy=best, steps=step, reached=best >= config.threshold)
+    with torch.no_grad():
+        for p, b in zip(params, best_params):
+            p.copy_(b)
+    return best, step
+
+
+def train_linear_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor,
+                        config: TrainConfig = TrainConfig()) -> TrainResult:
+    """Train W (d, d) from zero by full-batch cross-entropy; stops at the threshold or when progress stalls.
+
+    One configuration at a time, with autograd and ``torch.optim``: the plain reference that the batched
+    engine (``factlib.train.train_memories``) is tested against.
+    """
+    _check_memory_args(E, U, targets)
+    d = E.shape[1]
+    W = torch.zeros(d, d, dtype=E.dtype, device=E.device, requires_grad=True)  # (d, d)
+    best, steps = _fit([W], lambda: scores(W, E, U), targets, config)
+    return TrainResult(W=W.detach(), accuracy=best, steps=steps, reached=best >= config.threshold)
+
+
+def mlp_forward(E: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor, W2: torch.Tensor) -> torch.Tensor:
+    """The MLP memory F(e) = W2 relu(W1 e + b1) applied to every row of E (N, d): returns (N, d)."""
+    return torch.relu(E @ W1.T + b1) @ W2.T  # (N, m) -> (N, d)
+
+
+@dataclass(frozen=True)
+class MLPTrainResult:
+    W1: torch.Tensor    # (m, d)
+    b1: torch.Tensor    # (m,)
+    W2: torch.Tensor    # (d, m)
+    accuracy: float     # best recall accuracy seen
+    steps: int          # steps taken
+    reached: bool       # accuracy >= threshold
+
+
+def train_mlp_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, W1: torch.Tensor,
+                     config: TrainConfig = TrainConfig()) -> MLPTrainResult:
+    """Train the MLP memory W2 relu(W1 e + b1) from first layer ``W1`` (m, d), b1 = 0 and W2 = 0, by full-batch
+    cross-entropy (chapter 2); the same loop and stopping rule as ``train_linear_memory``."""
+    _check_memory_args(E, U, targets)
+    if W1.ndim != 2 or W1.shape[1] != E.shape[1]:
+        raise ValueError(f"W1 must have shape (m, d) with d = {E.shape[1]}; got {tuple(W1.shape)}")
+    m, d = W1.shape
+    W1 = W1.to(device=E.device, dtype=E.dtype).clone().requires_grad_(True)  # (m, d)
+    b1 = torch.zeros(m, dtype=E.dtype, device=E.device, requires_grad=True)  # (m,)
+    W2 = torch.zeros(d, m, dtype=E.dtype, device=E.device, requires_grad=True)  # (d, m)
+    best, steps = _fit([W1, b1, W2], lambda: mlp_forward(E, W1, b1, W2) @ U.T, targets, config)
+    return MLPTrainResult(W1=W1.detach(), b1=b1.detach(), W2=W2.detach(), accuracy=best, steps=steps,
+                          reached=best >= config.threshold)

@@ -11,7 +11,7 @@ import torch
 
 import factlib
 from factlib.__main__ import main
-from factlib.figures import FIGURES
+from factlib.figures import FIGURES, reproduce
 from factlib.sweeps import ResultStore
 
 ARGS = ["fig1-left", "--d", "8,11", "--seeds", "2", "--no-progress"]
@@ -125,19 +125,21 @@ def test_reproduce_without_out_prints_json(reproduced, capsys):
     assert printed["rows"] == first["rows"][:1]
 
 
-def test_reproduce_resumes_from_jobs_file(reproduced, tmp_path):
-    first, _, _ = reproduced
+def test_reproduce_resumes_from_jobs_file(tmp_path):
     out = tmp_path / "resumed.json"
     jobs_path = tmp_path / "resumed.json.jobs.jsonl"
     fig = FIGURES["fig1-left"]
-    config = {**fig.configs["quick"], "d": [8], "seeds": [0, 1]}
-    jobs = fig.jobs(config)
-    # a finished row with a value no real run gives: if it comes back, the job was not recomputed
-    ResultStore(jobs_path).add(jobs[0], {"d": 8, "seed": 0, "N": -1})
-    assert main(["reproduce", "fig1-left", "--d", "8", "--seeds", "2", "--out", str(out), "--no-progress"]) == 0
+    config = {**fig.configs["quick"], "d": [8, 11], "seeds": [0, 1]}
+    jobs = fig.jobs(config)  # one job per d, all seeds together
+    assert [job["d"] for job in jobs] == [8, 11]
+    # finished rows with values no real run gives: if they come back, the job was not recomputed
+    fake = [{"d": 8, "seed": 0, "N": -1}, {"d": 8, "seed": 1, "N": -2}]
+    ResultStore(jobs_path).add(jobs[0], fake)
+    assert main(["reproduce", "fig1-left", "--d", "8,11", "--seeds", "2", "--out", str(out), "--no-progress"]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert rows[0] == {"d": 8, "seed": 0, "N": -1}
-    assert rows[1] == first["rows"][1]  # the other job was computed, as in a fresh run
+    assert rows[:2] == fake
+    fresh = reproduce("fig1-left", d=[11], seeds=2, progress=False)["rows"]
+    assert rows[2:] == fresh  # the other job was computed, as in a fresh run
     assert not jobs_path.exists()
 
 

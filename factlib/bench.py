@@ -1,0 +1,135 @@
+"""``python -m factlib bench``: how fast the capacity engine is, in figures a reader can check.
+
+Prints JSON with: this machine's fp32 matrix-product GFLOP/s (a large square product, and a batched product of
+the shape that dominates the trainer: (runs, N, d) x (runs, d, M) with small d); the trainer's achieved GFLOP/s
+on a fixed MLP-memory workload (FLOPs of its matrix products, counted from the shapes, over wall time); their
+ratios; and the wall time of every quick-profile capacity figure, optionally beside the plain loop
+(one configuration and one learning rate at a time, ``train.plain_capacity``) on the same searches.
+"""
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+
+from . import __version__
+from ._validate import check_choice, check_int
+from .config import device as pick_device
+from .embeddings import memory_embeddings
+from .figures import FIGURES, _recipe, reproduce
+from .memory import TrainConfig
+from .train import linear_problem, many_to_one_targets, mlp_init, mlp_problem, plain_capacity, train_memories
+
+CAPACITY_FIGURES = ("fig1-left", "fig1-right", "fig6")
+
+#: the trainer workload: R MLP memories (d, m) on N = M associations, a fixed number of steps, no early stop
+WORKLOAD = {"runs": 8, "N": 512, "d": 16, "m": 64, "steps": 200}
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _rate(fn, flops: float, dev: torch.device, min_time: float = 0.5) -> float:
+    """GFLOP/s of ``fn`` (which performs ``flops``), repeated for at least ``min_time`` seconds after a warm-up."""
+    fn()
+    _sync(dev)
+    reps, start = 0, time.perf_counter()
+    while True:
+        fn()
+        reps += 1
+        _sync(dev)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return flops * reps / elapsed / 1e9
+
+
+def matmul_gflops(dev: torch.device) -> dict[str, float]:
+    """Measured fp32 matrix-product speed: square 1024 x 1024, and the trainer's dominant batched shape."""
+    gen = torch.Generator().manual_seed(0)
+    n = 1024
+    a, b = (torch.randn(n, n, generator=gen).to(dev) for _ in range(2))
+    out = torch.empty(n, n, device=dev)
+    R, N, d = WORKLOAD["runs"], WORKLOAD["N"], WORKLOAD["d"]
+    x, y = torch.randn(R, N, d, generator=gen).to(dev), torch.randn(R, d, N, generator=gen).to(dev)
+    z = torch.empty(R, N, N, device=dev)
+    return {
+        "square_1024": round(_rate(lambda: torch.mm(a, b, out=out), 2.0 * n**3, dev), 2),
+        f"batched_{R}x{N}x{d}x{N}": round(_rate(lambda: torch.bmm(x, y, out=z), 2.0 * R * N * d * N, dev), 2),
+    }
+
+
+def trainer_gflops(dev: torch.device) -> dict[str, float]:
+    """The batched trainer on ``WORKLOAD``: GFLOP/s of its matrix products, and seconds per step."""
+    w = WORKLOAD
+    E, U = memory_embeddings(w["N"], w["N"], w["d"], 0)  # (N, d) each
+    R = w["runs"]
+    E, U = E[None].repeat(R, 1, 1).to(dev), U[None].repeat(R, 1, 1).to(dev)  # (R, N, d)
+    targets = many_to_one_targets(w["N"], w["N"])[None].repeat(R, 1).to(dev)  # (R, N)
+    W1 = torch.stack([mlp_init(w["m"], w["d"], s).float() for s in range(R)]).to(dev)  # (R, m, d)
+    config = TrainConfig(steps=w["steps"], patience=None, threshold=1.0)  # never stops early: fixed work
+    sizes = torch.full((R,), w["N"])
+    lrs = torch.full((R,), 3e-2)
+    train_memories(E[:, :64], U[:, :64], targets[:, :64] % 64, torch.full((R,), 64), torch.full((R,), 64), lrs,
+                   TrainConfig(steps=5, patience=None, threshold=1.0), m=w["m"], W1=W1)  # warm-up
+    _sync(dev)
+    start = time.perf_counter()
+    res = train_memories(E, U, targets, sizes, sizes, lrs, config, m=w["m"], W1=W1)
+    _sync(dev)
+    elapsed = time.perf_counter() - start
+    return {"gflops": round(res.flops / elapsed / 1e9, 2), "ms_per_step": round(1e3 * elapsed / (w["steps"] + 1), 3)}
+
+
+def _plain_loop_seconds(figure: str, config: dict) -> float:
+    """Wall time of the same searches by the plain per-configuration loop (chapter 1's trainer, bisection)."""
+    fig = FIGURES[figure]
+    start = time.perf_counter()
+    for job in fig.jobs(config):
+        for seed in job["seeds"]:
+            if figure == "fig1-left":
+                problem = linear_problem(job["d"], seed)
+            else:
+                problem = mlp_problem(job["d"], int(job["alpha"] * job["d"]), seed, M=job["M"])
+            plain_capacity(problem, job["lrs"], _recipe(job))
+    return time.perf_counter() - start
+
+
+def bench(device: str = "auto", figures: tuple[str, ...] = CAPACITY_FIGURES, baseline: bool = False) -> dict:
+    """Run the benchmark and return its figures (see the module docstring)."""
+    for name in figures:
+        check_choice("figures", name, CAPACITY_FIGURES)
+    dev = pick_device(device)
+    matmul = matmul_gflops(dev)
+    trainer = trainer_gflops(dev)
+    square, batched = matmul["square_1024"], list(matmul.values())[1]
+    result = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "torch_threads": torch.get_num_threads(),
+        "factlib_version": __version__,
+        "torch_version": torch.__version__,
+        "matmul_gflops": matmul,
+        "trainer": {"workload": WORKLOAD, **trainer},
+        "ratio_to_square_matmul": round(trainer["gflops"] / square, 3),
+        "ratio_to_same_shape_matmul": round(trainer["gflops"] / batched, 3),
+        "figures_quick_s": {},
+    }
+    for name in figures:
+        start = time.perf_counter()
+        reproduce(name, "quick", device=dev.type, progress=False)
+        entry = {"engine": round(time.perf_counter() - start, 2)}
+        if baseline:
+            entry["plain_loop"] = round(_plain_loop_seconds(name, FIGURES[name].configs["quick"]), 2)
+        result["figures_quick_s"][name] = entry
+    return result
+
+
+def parse_figures(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return CAPACITY_FIGURES
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    check_int("number of figures", len(names), 0)
+    for name in names:
+        check_choice("figures", name, CAPACITY_FIGURES)
+    return names
