@@ -577,13 +577,25 @@ def capacity_sweep(specs: list[SearchSpec], lrs=(1e-3, 3e-3, 1e-2), protocol: Pr
     return rows
 
 
-def fit_scaling(params, facts) -> dict[str, float]:
-    """Least-squares line log facts = slope log params + b, and the median facts per parameter."""
+def fit_scaling(params, facts, groups=None) -> dict[str, float]:
+    """Least-squares line log facts = slope log params + b (eq. "facts vs params", chapter 5), and the median
+    facts per parameter. With ``groups`` (one label per point, e.g. the (alpha, beta) split), each group gets its
+    own intercept and the slope is the common one: how facts grow with params at a fixed split."""
     params, facts = np.asarray(params, dtype=float), np.asarray(facts, dtype=float)
     ok = facts > 0
-    if ok.sum() < 2:
-        raise ValueError("fit_scaling needs at least two points with facts > 0")
-    slope, intercept = np.polyfit(np.log(params[ok]), np.log(facts[ok]), 1)
+    if ok.sum() < 2 or params.shape != facts.shape:
+        raise ValueError("fit_scaling needs params and facts of equal length with at least two facts > 0")
+    x, y = np.log(params[ok]), np.log(facts[ok])
+    if groups is None:
+        slope, intercept = np.polyfit(x, y, 1)
+    else:
+        labels = [str(g) for g, keep in zip(groups, ok) if keep]
+        names = sorted(set(labels))
+        design = np.column_stack([x] + [[lab == name for lab in labels] for name in names]).astype(float)
+        if np.linalg.matrix_rank(design) < design.shape[1]:
+            raise ValueError("fit_scaling with groups needs two points of different params in some group")
+        coef = np.linalg.lstsq(design, y, rcond=None)[0]
+        slope, intercept = coef[0], float(np.mean(coef[1:]))
     return {"slope": float(slope), "intercept": float(intercept),
             "facts_per_param": float(np.median(facts[ok] / params[ok]))}
 

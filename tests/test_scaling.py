@@ -130,6 +130,12 @@ def test_fit_scaling_recovers_a_power_law():
     params = [100, 1000, 10000]
     fit = fit_scaling(params, [0.2 * p for p in params])
     assert abs(fit["slope"] - 1) < 1e-9 and abs(fit["facts_per_param"] - 0.2) < 1e-9
+    # two splits with different constants: across them the slope is off, within them it is exact
+    params, facts, groups = [100, 1000, 300, 3000], [50, 200, 15, 60], ["a", "a", "b", "b"]
+    assert abs(fit_scaling(params, facts)["slope"] - 0.6) > 0.05
+    assert abs(fit_scaling(params, facts, groups)["slope"] - 0.60206) < 1e-4
+    with pytest.raises(ValueError, match="two points"):
+        fit_scaling([100, 200], [10, 20], groups=["a", "b"])
 
 
 def test_head_sizes_rounds_half_up_and_skips_zero():
