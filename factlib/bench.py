@@ -3,8 +3,9 @@
 Prints JSON with: this machine's fp32 matrix-product GFLOP/s (a large square product, and a batched product of
 the shape that dominates the trainer: (runs, N, d) x (runs, d, M) with small d); the trainer's achieved GFLOP/s
 on a fixed MLP-memory workload (FLOPs of its matrix products, counted from the shapes, over wall time); their
-ratios; and the wall time of every quick-profile capacity figure, optionally beside the plain loop
-(one configuration and one learning rate at a time, ``train.plain_capacity``) on the same searches.
+ratios; and the wall time of every quick-profile capacity figure through ``reproduce``. With ``baseline``, also
+the same searches run directly by the engine and by the plain loop (one configuration and one learning rate at a
+time, ``train.plain_capacity``), with the number of trainings each needed.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from .config import device as pick_device
 from .embeddings import memory_embeddings
 from .figures import FIGURES, _recipe, reproduce
 from .memory import TrainConfig
-from .train import linear_problem, many_to_one_targets, mlp_init, mlp_problem, plain_capacity, train_memories
+from .train import (linear_problem, many_to_one_targets, memory_capacities, mlp_init, mlp_problem, plain_capacity,
+                    train_memories)
 
 CAPACITY_FIGURES = ("fig1-left", "fig1-right", "fig6")
 
@@ -82,18 +84,31 @@ def trainer_gflops(dev: torch.device) -> dict[str, float]:
     return {"gflops": round(res.flops / elapsed / 1e9, 2), "ms_per_step": round(1e3 * elapsed / (w["steps"] + 1), 3)}
 
 
-def _plain_loop_seconds(figure: str, config: dict) -> float:
-    """Wall time of the same searches by the plain per-configuration loop (chapter 1's trainer, bisection)."""
-    fig = FIGURES[figure]
+def _problems(figure: str, config: dict):
+    """The capacity searches of a figure's quick profile, job by job (as its jobs build them)."""
+    for job in FIGURES[figure].jobs(config):
+        if figure == "fig1-left":
+            yield job, [linear_problem(job["d"], seed) for seed in job["seeds"]]
+        else:
+            yield job, [mlp_problem(job["d"], int(job["alpha"] * job["d"]), seed, M=job["M"]) for seed in job["seeds"]]
+
+
+def _baseline(figure: str, config: dict) -> dict:
+    """The same searches by the engine (trainings counted) and by the plain per-configuration loop (chapter 1's
+    trainer, one N at a time by bisection from the same guess, one learning rate at a time): trainings and time."""
+    engine, plain = {"runs": 0}, {"runs": 0}
     start = time.perf_counter()
-    for job in fig.jobs(config):
-        for seed in job["seeds"]:
-            if figure == "fig1-left":
-                problem = linear_problem(job["d"], seed)
-            else:
-                problem = mlp_problem(job["d"], int(job["alpha"] * job["d"]), seed, M=job["M"])
-            plain_capacity(problem, job["lrs"], _recipe(job))
-    return time.perf_counter() - start
+    for job, problems in _problems(figure, config):
+        stats = {}
+        memory_capacities(problems, job["lrs"], _recipe(job), stats=stats)
+        engine["runs"] += stats["runs"]
+    engine_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for job, problems in _problems(figure, config):
+        for problem in problems:
+            plain_capacity(problem, job["lrs"], _recipe(job), stats=plain)
+    return {"plain_loop": round(time.perf_counter() - start, 2), "plain_loop_trainings": plain["runs"],
+            "engine_direct": round(engine_s, 2), "engine_trainings": engine["runs"]}
 
 
 def bench(device: str = "auto", figures: tuple[str, ...] = CAPACITY_FIGURES, baseline: bool = False) -> dict:
@@ -120,7 +135,7 @@ def bench(device: str = "auto", figures: tuple[str, ...] = CAPACITY_FIGURES, bas
         reproduce(name, "quick", device=dev.type, progress=False)
         entry = {"engine": round(time.perf_counter() - start, 2)}
         if baseline:
-            entry["plain_loop"] = round(_plain_loop_seconds(name, FIGURES[name].configs["quick"]), 2)
+            entry.update(_baseline(name, FIGURES[name].configs["quick"]))
         result["figures_quick_s"][name] = entry
     return result
 

@@ -83,8 +83,9 @@ class CapacitySearch:
 
     Where ``find_capacity`` tests one n at a time, each round here proposes up to ``points`` candidates that
     are trained together (in one batch, by the caller), so a search takes a few rounds instead of a dozen
-    sequential trainings. Round one brackets the prediction ``guess`` (``guess / growth .. guess * growth^2``);
-    while no bracket is known it walks outward by ``growth^points``; inside a bracket it places the candidates
+    sequential trainings. Round one tries ``points`` values around the prediction ``guess`` (spaced by factors of
+    ``growth``); while no bracket is known it walks outward, by ``growth^points`` and then by steps that double
+    each round; inside a bracket it places the candidates
     evenly, shrinking it ``points + 1`` times per round, until the first failure is within a factor
     1 + rtol of the last success. Outcomes are reconciled as monotone: ``bad`` is the smallest failure and
     ``good`` the largest success below it. Use: ``while not s.done: s.update(test_all(s.candidates()))``.
@@ -99,6 +100,7 @@ class CapacitySearch:
         self.rtol = check_float("rtol", rtol, 0.0, 1.0)
         self.tried: dict[int, bool] = {}
         self.rounds = 0
+        self._walk = 0  # rounds spent walking without a bracket (the walk's step doubles with each)
 
     @property
     def bad(self) -> int | None:
@@ -131,10 +133,10 @@ class CapacitySearch:
         good, bad, p = self.good, self.bad, self.points
         if good is None and bad is None:
             raw = [self.guess * self.growth ** k for k in range(-(p // 2), p - p // 2)]
-        elif bad is None:   # everything passed so far: walk up
-            raw = [good * self.growth ** (k * p) for k in range(1, p + 1)]
-        elif good is None:  # everything failed so far: walk down
-            raw = [bad / self.growth ** (k * p) for k in range(1, p + 1)]
+        elif bad is None:   # everything passed so far: walk up, in steps that double each round
+            raw = [good * self.growth ** (k * p * 2 ** min(self._walk - 1, 16)) for k in range(1, p + 1)]
+        elif good is None:  # everything failed so far: walk down, likewise
+            raw = [bad / self.growth ** (k * p * 2 ** min(self._walk - 1, 16)) for k in range(1, p + 1)]
         else:
             raw = [good + (bad - good) * k / (p + 1) for k in range(1, p + 1)]
         lo = self.low if good is None else good + 1
@@ -148,6 +150,8 @@ class CapacitySearch:
         """Record this round's outcomes {n: passed}."""
         self.tried.update({int(n): bool(ok) for n, ok in outcomes.items()})
         self.rounds += 1
+        bracketed = self.good is not None and self.bad is not None
+        self._walk = 0 if bracketed else self._walk + 1
 
 
 def predicted_hebbian_capacity(d: int, accuracy: float = 0.99) -> int:

@@ -254,21 +254,24 @@ class CapacityProblem:
 
 
 def memory_capacities(problems: Sequence[CapacityProblem], lrs: Sequence[float], config: TrainConfig = TrainConfig(),
-                      device: torch.device | str = "cpu", points: int = 3, rtol: float = 0.02,
+                      device: torch.device | str = "cpu", points: int | None = None, rtol: float = 0.02,
                       max_batch: int = 96, stats: dict | None = None) -> list[int]:
     """Capacities of many memories at once: all searches advance round by round, each round's candidates
-    trained together. N counts as stored if one of ``lrs``, tried in order, reaches ``config.threshold``.
+    (``points`` per search; default 1 on a CPU, 3 on a GPU) trained together. N counts as stored if one of
+    ``lrs``, tried in order, reaches ``config.threshold``.
 
     Runs of one (kind, d, m) share a batch (at most ``max_batch`` runs each). ``stats``, if given, receives the
     number of rounds, runs and matrix-product FLOPs. Returns the capacity of each problem, in order.
     """
-    check_int("points", points, 1, 64)
+    dev = torch.device(device)
+    # candidates per search and round: on a CPU every training costs its FLOPs, so one candidate per round
+    # (the searches of a batch still train together) needs the fewest; a GPU has room for more at once
+    points = (1 if dev.type == "cpu" else 3) if points is None else check_int("points", points, 1, 64)
     check_float("rtol", rtol, 0.0, 1.0)
     check_int("max_batch", max_batch, 1)
     lrs = [check_float("lrs", lr, 0.0, low_open=True) for lr in lrs]
     if not lrs:
         raise ValueError("lrs must hold at least one learning rate")
-    dev = torch.device(device)
     searches = [CapacitySearch(p.low, p.high, p.guess, points=points, rtol=rtol) for p in problems]
     pools: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
 
@@ -342,10 +345,11 @@ def mlp_problem(d: int, m: int, seed: int, M: int | None = None, guess_c: float 
 
 
 def plain_capacity(problem: CapacityProblem, lrs: Sequence[float], config: TrainConfig = TrainConfig(),
-                   rtol: float = 0.02) -> int:
+                   rtol: float = 0.02, stats: dict | None = None) -> int:
     """The same capacity by the plain loop: ``capacity.find_capacity`` (one N at a time), one learning rate at a
     time, each configuration trained alone by ``memory.train_linear_memory`` / ``train_mlp_memory`` (autograd,
-    ``torch.optim``). The reference the batched engine is tested against, and the "before" of the benchmark."""
+    ``torch.optim``). The reference the batched engine is tested against, and the "before" of the benchmark.
+    ``stats``, if given, counts the trainings in ``stats["runs"]``."""
     from .capacity import find_capacity
 
     E_all, U_all = memory_embeddings(problem.high, problem.high if problem.M is None else problem.M,
@@ -357,6 +361,8 @@ def plain_capacity(problem: CapacityProblem, lrs: Sequence[float], config: Train
         E, U, targets = E_all[:n], U_all[:o], many_to_one_targets(n, o)  # (n, d), (o, d), (n,)
         for lr in lrs:  # in order, stopping at the first that stores all n
             cfg = replace(config, lr=lr)
+            if stats is not None:
+                stats["runs"] = stats.get("runs", 0) + 1
             res = (train_linear_memory(E, U, targets, cfg) if problem.kind == "linear"
                    else train_mlp_memory(E, U, targets, W1, cfg))
             if res.reached:
