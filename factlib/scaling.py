@@ -206,6 +206,7 @@ class RunGroup:
         self.S = torch.tensor([t.S for t in tasks], **long)  # (n,)
         self.R = torch.tensor([t.R for t in tasks], **long)  # (n,)
         self.n_noise = torch.tensor([max(t.n_noise, 1) for t in tasks], **long)  # (n,)
+        self.noise_width = max(max(t.n_noise, 1) for t in tasks)  # columns of the noise counts (a Python int: no sync)
         self.eos = torch.tensor([t.eos for t in tasks], **long)  # (n,)
         self.keys = torch.tensor([run_key(run.seed, run.task) for run in runs], **long)  # (n,)
         self.lr = torch.tensor([run.lr for run in runs], device=self.device)  # (n,)
@@ -271,13 +272,13 @@ class RunGroup:
         is_noise = (tokens >= off) & (tokens < self.eos.view(-1, 1, 1))
         s = torch.where(is_s, tokens, 0).sum(2)  # (n, B)
         r = torch.where(is_r, tokens - S, 0).sum(2)  # (n, B)
-        counts = torch.zeros(*tokens.shape[:2], int(self.n_noise.max()), device=self.device)  # (n, B, n_noise)
+        counts = torch.zeros(*tokens.shape[:2], self.noise_width, device=self.device)  # (n, B, n_noise)
         counts.scatter_add_(2, torch.where(is_noise, tokens - off, 0), is_noise.float())
         return s, r, counts
 
     def noise_counts(self, noise: torch.Tensor) -> torch.Tensor:
         """Counts (n, B, n_noise) float of the noise indices (n, B, k)."""
-        counts = torch.zeros(*noise.shape[:2], int(self.n_noise.max()), device=self.device)
+        counts = torch.zeros(*noise.shape[:2], self.noise_width, device=self.device)
         return counts.scatter_add_(2, noise, torch.ones_like(noise, dtype=counts.dtype))
 
     def forward(self, tokens: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
