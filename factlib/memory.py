@@ -230,3 +230,117 @@ def train_mlp_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, W1
     best, steps = _fit([W1, b1, W2], lambda: mlp_forward(E, W1, b1, W2) @ U.T, targets, config)
     return MLPTrainResult(W1=W1.detach(), b1=b1.detach(), W2=W2.detach(), accuracy=best, steps=steps,
                           reached=best >= config.threshold)
+
+
+# ---- MLP memories by construction (chapter 2) --------------------------------------------------------------------
+
+#: activations of the random-features memory: the ReLU, and the ReLU less its Hermite components of degree 0
+#: and 1 (relu(t) - 1/sqrt(2 pi) - t/2), whose kernel has no constant and no linear part (chapter 2)
+ACTIVATIONS = ("relu", "relu-high")
+
+
+def relu_hermite_coefficient(k: int) -> float:
+    """c_k = E[relu(g) He_k(g)] / sqrt(k!) for g ~ N(0, 1), He_k the probabilists' Hermite polynomial (chapter 2).
+
+    Closed form: c_0 = 1/sqrt(2 pi), c_1 = 1/2, c_k = He_{k-2}(0) / sqrt(2 pi k!) for k >= 2, zero for odd k >= 3;
+    sum_k c_k^2 = E[relu(g)^2] = 1/2.
+    """
+    import math
+
+    k = check_int("k", k, 0)
+    if k == 1:
+        return 0.5
+    phi0 = 1 / math.sqrt(2 * math.pi)
+    if k == 0:
+        return phi0
+    if k % 2:
+        return 0.0
+    j = (k - 2) // 2  # He_{2j}(0) = (-1)^j (2j - 1)!!
+    double_factorial = math.prod(range(2 * j - 1, 0, -2)) if j else 1
+    # He_{k-2}(0) / sqrt(k!), computed in logs: k! overflows a float beyond k = 170
+    log_value = math.log(double_factorial) - 0.5 * math.lgamma(k + 1)
+    return (-1) ** j * phi0 * math.exp(log_value)
+
+
+def activation(name: str, t: torch.Tensor) -> torch.Tensor:
+    """The activation ``name`` (one of ``ACTIVATIONS``) applied elementwise to t."""
+    check_choice("activation", name, ACTIVATIONS)
+    if name == "relu":
+        return torch.relu(t)
+    return torch.relu(t) - relu_hermite_coefficient(0) - relu_hermite_coefficient(1) * t
+
+
+def random_features_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, m: int, seed: int,
+                           centred: bool = True, act: str = "relu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Theorem 2's construction (chapter 2): a random first layer and a one-gradient-step second layer.
+
+    W1 (m, d) has i.i.d. N(0, 1) entries (``train.mlp_init`` times sqrt(d), so w_j . e ~ N(0, 1) for a unit e),
+    and W2 = (1/N) sum_x (U[f(x)] - mean_y U[y]) sigma(W1 e_x)^T (d, m): the step of size 1 that the
+    cross-entropy takes from W2 = 0 with W1 fixed. ``centred=False`` drops the mean unembedding (the plain
+    Hebbian sum). Returns (W1, W2); the memory is F(e) = W2 sigma(W1 e), read by ``rf_scores``.
+    """
+    from .train import mlp_init  # train imports this module
+
+    _check_memory_args(E, U, targets)
+    m = check_int("m", m, 1)
+    d = E.shape[1]
+    W1 = (mlp_init(m, d, seed) * d**0.5).to(device=E.device, dtype=E.dtype)  # (m, d)
+    features = activation(act, E @ W1.T)  # (N, m)
+    outputs = U[targets] - (U.mean(dim=0) if centred else 0.0)  # (N, d)
+    return W1, outputs.T @ features / len(targets)  # (d, N) @ (N, m) -> (d, m)
+
+
+def rf_scores(E: torch.Tensor, U: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor, act: str = "relu") -> torch.Tensor:
+    """Scores gamma[x, y] = U[y] . W2 sigma(W1 E[x]) of a random-features memory; shape (N, M)."""
+    return activation(act, E @ W1.T) @ W2.T @ U.T  # (N, m) -> (N, d) -> (N, M)
+
+
+def score_margins(gamma: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Margins from a score matrix gamma (N, M): right score minus the best wrong one, (N,); > 0 iff recalled."""
+    if gamma.ndim != 2 or gamma.shape[1] < 2 or targets.shape != (gamma.shape[0],):
+        raise ValueError(f"gamma must be (N, M) with M >= 2 and targets (N,); got {tuple(gamma.shape)}, "
+                         f"{tuple(targets.shape)}")
+    right = gamma.gather(1, targets[:, None]).squeeze(1)  # (N,)
+    wrong = gamma.scatter(1, targets[:, None], float("-inf")).amax(dim=1)  # (N,)
+    return right - wrong
+
+
+def _activation_moments(act: str) -> dict:
+    """E sigma^2, Var sigma, c_1^2, c_2^2 and Var(sigma^2) of an activation under g ~ N(0, 1), by quadrature."""
+    g = torch.linspace(-12, 12, 48001, dtype=torch.float64)
+    weight = torch.exp(-g**2 / 2) / (2 * torch.pi) ** 0.5 * (g[1] - g[0])  # (n,) Gaussian density times dg
+    s = activation(act, g)
+    mean, second = float((weight * s).sum()), float((weight * s**2).sum())
+    return {"second": second, "var": second - mean**2, "c1sq": float((weight * s * g).sum()) ** 2,
+            "c2sq": float((weight * s * (g**2 - 1)).sum()) ** 2 / 2,
+            "var_sq": float((weight * s**4).sum()) - second**2}
+
+
+def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "relu") -> tuple[float, float]:
+    """(sigma^2, tau^2) of the Gaussian model of the random-features memory, relative to its signal (chapter 2).
+
+    The right score is S (1 + tau Z_0), each wrong one S sigma Z_y, with S = Var sigma(g) the signal left after
+    centring and, for the kernel k(e, e') = (1/m) sum_j sigma(w_j . e) sigma(w_j . e'),
+    V = Var_{e'} k(e', e) ~ c_1^4 / d + 2 c_2^4 / d^2 + E[sigma^2] Var[sigma] / m:
+    sigma^2 = N (1/d + 1/M_block) V / S^2 + 1/d (M_block = M for a fixed vocabulary, absent when M = N), and
+    tau^2 = sigma^2 + Var[sigma^2] / (m S^2) (the fluctuation of k(e_x, e_x) over the m features).
+    """
+    N, d, m = check_int("N", N, 1), check_int("d", d, 1), check_int("m", m, 1)
+    mo = _activation_moments(act)
+    V = mo["c1sq"] ** 2 / d + 2 * mo["c2sq"] ** 2 / d**2 + mo["second"] * mo["var"] / m
+    block = 0.0 if M is None else 1 / check_int("M", M, 2)
+    sigma2 = N * (1 / d + block) * V / mo["var"] ** 2 + 1 / d
+    return sigma2, sigma2 + mo["var_sq"] / (m * mo["var"] ** 2)
+
+
+def rf_accuracy_prediction(N: int, d: int, m: int, M: int | None = None, act: str = "relu") -> float:
+    """Predicted recall accuracy of ``random_features_memory``: E_Z[Phi((1 + tau Z) / sigma)^(M - 1)] with
+    (sigma^2, tau^2) from ``rf_noise_variance`` (M = N outputs if M is None). A rough model, like chapter 1's."""
+    from scipy.stats import norm
+
+    sigma2, tau2 = rf_noise_variance(N, d, m, M, act)
+    outputs = N if M is None else M
+    z = torch.linspace(-10, 10, 4001, dtype=torch.float64)
+    log_cdf = torch.as_tensor(norm.logcdf(((1 + tau2**0.5 * z) / sigma2**0.5).numpy()))
+    density = torch.exp(-z**2 / 2) / (2 * torch.pi) ** 0.5 * (z[1] - z[0])
+    return float((density * torch.exp((outputs - 1) * log_cdf)).sum())

@@ -348,3 +348,98 @@ def test_argument_validation(fn, case):
     }.get(fn, lambda: getattr(memory, fn)(E, U, t))
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---- MLP memories by construction (chapter 2) ---------------------------------------------------------------------
+
+import math  # noqa: E402
+
+from factlib.train import many_to_one_targets, mlp_init  # noqa: E402
+
+
+@pytest.mark.parametrize("k", range(12))
+def test_relu_hermite_coefficient_matches_quadrature(k):
+    g = torch.linspace(-14, 14, 200_001, dtype=torch.float64)
+    density = torch.exp(-g**2 / 2) / math.sqrt(2 * math.pi)
+    he = [torch.ones_like(g), g]  # He_{n+1} = t He_n - n He_{n-1}
+    for n in range(1, k):
+        he.append(g * he[n] - n * he[n - 1])
+    value = torch.trapezoid(torch.relu(g) * he[k] * density, g).item() / math.sqrt(math.factorial(k))
+    assert abs(memory.relu_hermite_coefficient(k) - value) < 1e-6
+
+
+def test_relu_hermite_coefficients_sum_to_second_moment():
+    total = sum(memory.relu_hermite_coefficient(k) ** 2 for k in range(400))
+    assert abs(total - 0.5) < 2e-4 and total < 0.5
+    assert memory.relu_hermite_coefficient(300) != 0  # no overflow at large k
+
+
+def test_relu_hermite_bad_k():
+    with pytest.raises(ValueError, match="k"):
+        memory.relu_hermite_coefficient(-1)
+
+
+def test_arc_cosine_kernel_is_the_hermite_series():
+    # E[relu(g) relu(g')] for correlation rho, closed form (arc-cosine kernel) vs sum_k c_k^2 rho^k
+    for rho in [-0.9, -0.3, 0.0, 0.4, 0.95]:
+        closed = (math.sqrt(1 - rho**2) + (math.pi - math.acos(rho)) * rho) / (2 * math.pi)
+        series = sum(memory.relu_hermite_coefficient(k) ** 2 * rho**k for k in range(400))
+        assert abs(closed - series) < 1e-3
+
+
+def test_high_activation_has_no_constant_or_linear_part():
+    g = torch.randn(400_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    s = memory.activation("relu-high", g)
+    assert abs(s.mean().item()) < 5e-3 and abs((s * g).mean().item()) < 5e-3
+    with pytest.raises(ValueError, match="activation"):
+        memory.activation("tanh", g)
+
+
+def test_random_features_memory_is_one_gradient_step():
+    N, M, d, m = 30, 6, 8, 16
+    E, U = memory_embeddings(N, M, d, 1, dtype=torch.float64)
+    targets = many_to_one_targets(N, M)
+    W1, W2 = memory.random_features_memory(E, U, targets, m, seed=4)
+    assert torch.allclose(W1, mlp_init(m, d, 4) * d**0.5)
+    b1 = torch.zeros(m, dtype=torch.float64)
+    V = torch.zeros(d, m, dtype=torch.float64, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(memory.mlp_forward(E, W1, b1, V) @ U.T, targets)
+    (grad,) = torch.autograd.grad(loss, V)
+    assert torch.allclose(W2, -grad)
+    assert torch.allclose(memory.rf_scores(E, U, W1, W2), memory.mlp_forward(E, W1, b1, W2) @ U.T)
+    _, plain = memory.random_features_memory(E, U, targets, m, seed=4, centred=False)
+    assert torch.allclose(plain, U[targets].T @ torch.relu(E @ W1.T) / N)
+
+
+def test_score_margins_match_linear_margins():
+    E, U = memory_embeddings(20, 20, 6, 2)
+    targets = torch.arange(20)
+    W = memory.hebbian_memory(E, U, targets)
+    assert torch.allclose(memory.score_margins(memory.scores(W, E, U), targets), memory.margins(W, E, U, targets))
+    with pytest.raises(ValueError, match="gamma"):
+        memory.score_margins(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
+
+
+def test_rf_prediction_tracks_measurement():
+    d, m = 32, 128
+    for N, act in [(50, "relu"), (200, "relu-high"), (800, "relu-high")]:
+        accs = []
+        for seed in range(3):
+            E, U = memory_embeddings(N, N, d, seed, dtype=torch.float64)
+            targets = torch.arange(N)
+            W1, W2 = memory.random_features_memory(E, U, targets, m, 100 + seed, act=act)
+            accs.append((memory.rf_scores(E, U, W1, W2, act).argmax(1) == targets).double().mean().item())
+        assert abs(sum(accs) / 3 - memory.rf_accuracy_prediction(N, d, m, act=act)) < 0.12
+
+
+def test_rf_noise_variance_scales_with_md():
+    # the random-features part of sigma^2 (what a finite m adds) is a function of N / (m d) alone
+    def finite_m_part(N, d, m):
+        return memory.rf_noise_variance(N, d, m, act="relu-high")[0] - memory.rf_noise_variance(N, d, 10**12, act="relu-high")[0]
+
+    assert finite_m_part(400, 32, 256) == pytest.approx(finite_m_part(400, 64, 128), rel=1e-6)
+    assert finite_m_part(800, 32, 256) == pytest.approx(2 * finite_m_part(400, 32, 256), rel=1e-6)
+    # ... but with the ReLU the linear part of the kernel sets a floor N / d^2 that m cannot remove
+    wide, _ = memory.rf_noise_variance(400, 32, 10_000, act="relu")
+    assert wide > 400 * 0.5 / 32**2
+    assert memory.rf_noise_variance(400, 32, 64, M=16)[0] > memory.rf_noise_variance(400, 32, 64)[0]
