@@ -23,6 +23,18 @@ json_values = st.recursive(
 jobs = st.dictionaries(st.text(min_size=1, max_size=6), json_values, min_size=1, max_size=6)
 
 
+def _wait_for_results(proc: subprocess.Popen, store_path, count: int, timeout: float = 30) -> None:
+    """Wait until the sweep run by ``proc`` has stored ``count`` results (it must still be running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store_path.exists() and len(store_path.read_text().splitlines()) >= count:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended before it was killed: {proc.stderr.read().decode()}")
+        time.sleep(0.02)
+    pytest.fail(f"the sweep did not finish {count} jobs within {timeout} s")
+
+
 def _shuffled(job: dict, seed: int) -> dict:
     items = list(job.items())
     random.Random(seed).shuffle(items)
@@ -152,15 +164,7 @@ def test_sweep_resumes_after_sigkill(tmp_path):
                        f"ResultStore({str(store_path)!r}), progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if store_path.exists() and len(store_path.read_text().splitlines()) >= 3:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"the sweep ended before it was killed: {proc.stderr.read().decode()}")
-            time.sleep(0.02)
-        else:
-            pytest.fail("the sweep did not finish 3 jobs within 30 s")
+        _wait_for_results(proc, store_path, 3)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -343,15 +347,7 @@ def test_processes_sweep_resumes_after_sigkill(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if store_path.exists() and len(store_path.read_text().splitlines()) >= 3:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"the sweep ended before it was killed: {proc.stderr.read().decode()}")
-            time.sleep(0.02)
-        else:
-            pytest.fail("the sweep did not finish 3 jobs within 30 s")
+        _wait_for_results(proc, store_path, 3)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 10
