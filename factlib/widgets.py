@@ -370,3 +370,54 @@ def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | No
 
     _live(sliders, update)
     return w.VBox([w.HBox(list(sliders.values())), image, summary])
+
+
+# ---- chapter 2: MLP memories -------------------------------------------------------------------------------------
+
+def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: int = 0) -> w.VBox:
+    """Chapter 2: train one MLP memory of width m = alpha d on N pairs (M outputs; M = 0 means M = N, f*(x) = x)
+    with the recipe of Figure 1 (right), and show its margins beside those of Theorem 2's one-step construction
+    on the same first layer. Small sizes: a slider move trains for about a second on a CPU."""
+    from .memory import TrainConfig, mlp_forward, random_features_memory, rf_accuracy_prediction, rf_scores, \
+        score_margins, train_mlp_memory
+    from .train import many_to_one_targets, mlp_init
+
+    sliders = {
+        "d": w.IntSlider(value=d, min=4, max=32, step=1, description="d", continuous_update=False),
+        "alpha": w.IntSlider(value=alpha, min=1, max=8, step=1, description="alpha = m/d", continuous_update=False),
+        "N": w.IntSlider(value=N, min=8, max=1000, step=1, description="N", continuous_update=False),
+        "M": w.IntSlider(value=M, min=0, max=64, step=1, description="M (0: M = N)", continuous_update=False),
+        "seed": w.IntSlider(value=seed, min=0, max=20, step=1, description="seed", continuous_update=False),
+    }
+    image, summary = w.Image(format="png"), w.HTML()
+
+    def update() -> None:
+        d, alpha, N, seed = (sliders[k].value for k in ("d", "alpha", "N", "seed"))
+        M = N if sliders["M"].value < 2 else sliders["M"].value
+        m = alpha * d
+        E, U = memory_embeddings(N, M, d, seed)  # (N, d), (M, d)
+        targets = many_to_one_targets(N, M)  # (N,)
+        res = train_mlp_memory(E, U, targets, mlp_init(m, d, seed + 1).float(),
+                               TrainConfig(lr=3e-2, steps=1024, patience=256))
+        W1, W2 = random_features_memory(E, U, targets, m, seed + 1)  # (m, d), (d, m)
+        trained = score_margins(mlp_forward(E, res.W1, res.b1, res.W2) @ U.T, targets)  # (N,)
+        built = score_margins(rf_scores(E, U, W1, W2), targets)  # (N,)
+        fig, ax = figure(width=6.4, height=3.0)
+        for label, gap, color in [("trained (Adam)", trained / trained.abs().max(), COLORS[0]),
+                                  ("one-step construction", built / built.abs().max(), COLORS[1])]:
+            acc = (gap > 0).float().mean().item()
+            ax.hist(gap.numpy(), bins=40, alpha=0.55, color=color, label=f"{label}: accuracy {acc:.3f}")
+        ax.axvline(0, color="black", lw=1)
+        ax.set_xlabel("margin (right score minus best wrong score), scaled to [-1, 1]")
+        ax.set_ylabel("number of inputs")
+        ax.set_title(f"d={d}, m={m}, N={N}, M={M}: N / (m d) = {N / (m * d):.2f}")
+        ax.legend(loc="upper left", fontsize=8)
+        image.value = _png(fig)
+        predicted = rf_accuracy_prediction(N, d, m, None if M == N else M)
+        summary.value = (f"<pre>{2 * m * d + m} trained parameters (2 m d + m) for {N} pairs; training stopped after "
+                         f"{res.steps} steps at accuracy {res.accuracy:.3f}.\nConstruction: predicted accuracy "
+                         f"{predicted:.3f} (Gaussian model of the chapter).</pre>")
+
+    _live(sliders, update)
+    items = list(sliders.values())
+    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), image, summary])
