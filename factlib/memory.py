@@ -85,16 +85,21 @@ def hebbian_accuracy_prediction(N: int, d: int, M: int | None = None, m: int | N
     A rough model for small m (it treats shared terms as independent). With tau^2 = sigma^2 (+ 2 / m),
     P(correct) = E_Z[ Phi((1 + tau Z) / sigma)^(M-1) ].
     """
-    from scipy.stats import norm  # scipy is imported here only, to keep `import factlib.memory` light
 
     N = check_int("N", N, 1)
     d = check_int("d", d, 1)
     M = N if M is None else check_int("M", M, 1)
     variance = N / d**2 + 1 / d + (0.0 if m is None else (N / d + 1) / check_int("m", m, 1, d))
-    sigma = variance**0.5
-    tau = (variance + (0.0 if m is None else 2 / m)) ** 0.5
+    return gaussian_recall_probability(variance, variance + (0.0 if m is None else 2 / m), M)
+
+
+def gaussian_recall_probability(sigma2: float, tau2: float, M: int) -> float:
+    """P(correct) = E_Z[ Phi((1 + tau Z) / sigma)^(M - 1) ]: the right score 1 + tau Z beats M - 1 independent
+    wrong scores sigma Z_y (the Gaussian model of chapters 1 and 2), by quadrature over Z."""
+    from scipy.stats import norm  # scipy is imported here only, to keep `import factlib.memory` light
+
     z = torch.linspace(-10, 10, 4001, dtype=torch.float64)
-    log_cdf = torch.as_tensor(norm.logcdf(((1 + tau * z) / sigma).numpy()))
+    log_cdf = torch.as_tensor(norm.logcdf(((1 + tau2**0.5 * z) / sigma2**0.5).numpy()))
     density = torch.exp(-z**2 / 2) / (2 * torch.pi) ** 0.5 * (z[1] - z[0])
     return float((density * torch.exp((M - 1) * log_cdf)).sum())
 
@@ -336,11 +341,5 @@ def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "
 def rf_accuracy_prediction(N: int, d: int, m: int, M: int | None = None, act: str = "relu") -> float:
     """Predicted recall accuracy of ``random_features_memory``: E_Z[Phi((1 + tau Z) / sigma)^(M - 1)] with
     (sigma^2, tau^2) from ``rf_noise_variance`` (M = N outputs if M is None). A rough model, like chapter 1's."""
-    from scipy.stats import norm
-
     sigma2, tau2 = rf_noise_variance(N, d, m, M, act)
-    outputs = N if M is None else M
-    z = torch.linspace(-10, 10, 4001, dtype=torch.float64)
-    log_cdf = torch.as_tensor(norm.logcdf(((1 + tau2**0.5 * z) / sigma2**0.5).numpy()))
-    density = torch.exp(-z**2 / 2) / (2 * torch.pi) ** 0.5 * (z[1] - z[0])
-    return float((density * torch.exp((outputs - 1) * log_cdf)).sum())
+    return gaussian_recall_probability(sigma2, tau2, N if M is None else M)
