@@ -34,9 +34,15 @@ def _recipe(job: dict) -> TrainConfig:
     return TrainConfig(lr=job["lrs"][0], steps=job["steps"], patience=job["patience"])
 
 
+def job_problems(job: dict) -> list:
+    """The capacity searches of one fig1-left / fig1-right / fig6 job, one per seed (``train.CapacityProblem``)."""
+    if "alpha" not in job:
+        return [linear_problem(job["d"], seed) for seed in job["seeds"]]
+    return [mlp_problem(job["d"], int(job["alpha"] * job["d"]), seed, M=job["M"]) for seed in job["seeds"]]
+
+
 def _fig1_left_job(job: dict, device: torch.device) -> list[dict]:
-    problems = [linear_problem(job["d"], seed) for seed in job["seeds"]]
-    Ns = memory_capacities(problems, job["lrs"], _recipe(job), device=device)
+    Ns = memory_capacities(job_problems(job), job["lrs"], _recipe(job), device=device)
     return [{"d": job["d"], "seed": seed, "N": N} for seed, N in zip(job["seeds"], Ns)]
 
 
@@ -58,8 +64,7 @@ def _mlp_jobs(config: dict) -> list[dict]:
 
 def _mlp_job(job: dict, device: torch.device) -> list[dict]:
     m = int(job["alpha"] * job["d"])
-    problems = [mlp_problem(job["d"], m, seed, M=job["M"]) for seed in job["seeds"]]
-    Ns = memory_capacities(problems, job["lrs"], _recipe(job), device=device)
+    Ns = memory_capacities(job_problems(job), job["lrs"], _recipe(job), device=device)
     return [{"d": job["d"], "m": m, "alpha": job["alpha"], "seed": seed, **({"M": job["M"]} if job["M"] else {}),
              "N": N} for seed, N in zip(job["seeds"], Ns)]
 

@@ -29,6 +29,19 @@ def _live(sliders: dict, update) -> None:
     update()
 
 
+def _margin_histograms(ax, series, xlabel: str, title: str) -> None:
+    """Overlaid histograms of per-input margins (label, margins (N,)), each labelled with its accuracy (the
+    fraction of margins above zero), and the line at zero where recall flips."""
+    for (label, gap), color in zip(series, COLORS):
+        acc = (gap > 0).float().mean().item()
+        ax.hist(gap.numpy(), bins=40, alpha=0.55, color=color, label=f"{label}: accuracy {acc:.3f}")
+    ax.axvline(0, color="black", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("number of inputs")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+
+
 def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) -> w.VBox:
     """Chapter 1: recall accuracy and margin histogram of the Hebbian memory (full and rank-m) for f*(x) = x."""
     sliders = {
@@ -47,15 +60,10 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
         W_full = hebbian_memory(E, U, targets)  # (d, d)
         W_low = low_rank_memory(E, U, targets, rank, seed + 1)  # (d, d), rank <= m
         fig, ax = figure(width=6.0, height=3.0)
-        for label, W, color in [(f"full (rank {d})", W_full, COLORS[0]), (f"rank {rank}", W_low, COLORS[1])]:
-            gap = margins(W, E, U, targets)  # (N,)
-            acc = (gap > 0).float().mean().item()
-            ax.hist(gap.numpy(), bins=40, alpha=0.55, color=color, label=f"{label}: accuracy {acc:.3f}")
-        ax.axvline(0, color="black", lw=1)
-        ax.set_xlabel("margin: right score minus best wrong score")
-        ax.set_ylabel("number of inputs")
-        ax.set_title(f"d={d}, N={N}: predicted accuracy (full) {hebbian_accuracy_prediction(N, d):.3f}")
-        ax.legend(loc="upper left", fontsize=8)
+        _margin_histograms(ax, [(f"full (rank {d})", margins(W_full, E, U, targets)),
+                                (f"rank {rank}", margins(W_low, E, U, targets))],
+                           "margin: right score minus best wrong score",
+                           f"d={d}, N={N}: predicted accuracy (full) {hebbian_accuracy_prediction(N, d):.3f}")
         image.value = _png(fig)
 
     _live(sliders, update)
@@ -403,15 +411,10 @@ def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: in
         trained = score_margins(mlp_forward(E, res.W1, res.b1, res.W2) @ U.T, targets)  # (N,)
         built = score_margins(rf_scores(E, U, W1, W2), targets)  # (N,)
         fig, ax = figure(width=6.4, height=3.0)
-        for label, gap, color in [("trained (Adam)", trained / trained.abs().max(), COLORS[0]),
-                                  ("one-step construction", built / built.abs().max(), COLORS[1])]:
-            acc = (gap > 0).float().mean().item()
-            ax.hist(gap.numpy(), bins=40, alpha=0.55, color=color, label=f"{label}: accuracy {acc:.3f}")
-        ax.axvline(0, color="black", lw=1)
-        ax.set_xlabel("margin (right score minus best wrong score), scaled to [-1, 1]")
-        ax.set_ylabel("number of inputs")
-        ax.set_title(f"d={d}, m={m}, N={N}, M={M}: N / (m d) = {N / (m * d):.2f}")
-        ax.legend(loc="upper left", fontsize=8)
+        _margin_histograms(ax, [("trained (Adam)", trained / trained.abs().max()),
+                                ("one-step construction", built / built.abs().max())],
+                           "margin (right score minus best wrong score), scaled to [-1, 1]",
+                           f"d={d}, m={m}, N={N}, M={M}: N / (m d) = {N / (m * d):.2f}")
         image.value = _png(fig)
         predicted = rf_accuracy_prediction(N, d, m, None if M == N else M)
         summary.value = (f"<pre>{2 * m * d + m} trained parameters (2 m d + m) for {N} pairs; training stopped after "
