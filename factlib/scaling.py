@@ -34,6 +34,7 @@ from .config import generator
 from .models import ModelConfig, OneLayerTransformer, parameter_count
 from .sweeps import Figure
 from .task import TaskConfig, fact_table, information_bits
+from .train import adam_update_
 
 # ---- counter-based random integers ------------------------------------------------------------------------------
 
@@ -360,7 +361,6 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
     n0, dev = len(group.runs), group.device
     outcomes: list[Outcome | None] = [None] * n0
     models: list[OneLayerTransformer | None] = [None] * n0
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
     moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in group.weights.items()
                if group.m or k in WEIGHTS[:4]}  # m = 0: no MLP weights to train
     best_acc = torch.zeros(n0, device=dev)
@@ -378,13 +378,10 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
         loss = -logits.log_softmax(dim=2).gather(2, answers[..., None]).mean(dim=(1, 2)).sum()
         grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
         with torch.no_grad():
-            c1, c2 = 1 - beta1 ** step, 1 - beta2 ** step
             for k, w in params.items():
-                m1, m2 = moments[k]
-                m1.mul_(beta1).add_(grads[k], alpha=1 - beta1)
-                m2.mul_(beta2).addcmul_(grads[k], grads[k], value=1 - beta2)
-                lr = group.lr.view((-1,) + (1,) * (w.ndim - 1)) / c1
-                group.weights[k] = w.detach() - lr * m1 / ((m2 / c2).sqrt() + eps)
+                w = w.detach()  # the gradient is taken: update the values in place, outside the graph
+                adam_update_(w, grads[k], moments[k], group.lr.view((-1,) + (1,) * (w.ndim - 1)), step)
+                group.weights[k] = w
         if step % protocol.eval_every and step != protocol.steps:
             continue
         acc, loss_r = evaluate_group(group, step, protocol.eval_size)  # (n,), (n,)

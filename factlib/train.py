@@ -44,6 +44,25 @@ def many_to_one_targets(N: int, M: int) -> torch.Tensor:
     return torch.arange(N) * M // N
 
 
+#: Adam's moment decays and epsilon (torch.optim.Adam's defaults)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+
+def adam_update_(param: torch.Tensor, grad: torch.Tensor, moments: tuple[torch.Tensor, torch.Tensor],
+                 lr: torch.Tensor | float, step: int) -> None:
+    """One Adam step on a batch of runs, in place: ``moments`` = (first, second) are updated, then ``param``.
+
+    ``lr`` broadcasts against ``param`` (a per-run learning rate of shape (R, 1, ...)); ``step`` counts from 1
+    (bias correction). The arithmetic of ``torch.optim.Adam``, shared by the memory and transformer trainers.
+    """
+    beta1, beta2 = ADAM_BETAS
+    m1, m2 = moments
+    m1.mul_(beta1).add_(grad, alpha=1 - beta1)
+    m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (m2 / (1 - beta2**step)).sqrt_().add_(ADAM_EPS)
+    param.sub_(lr * (m1 / (1 - beta1**step)) / denom)
+
+
 @dataclass
 class BatchResult:
     reached: torch.Tensor   # (R,) bool: accuracy >= threshold (or a run of the same group did)
@@ -116,7 +135,6 @@ def train_memories(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, n_in
     out_acc = torch.zeros(R, dtype=dtype, device=dev)
     out_steps = torch.zeros(R, dtype=torch.long, device=dev)
     flops = 0.0
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
 
     chunk_elems = CHUNK_ELEMS  # logits are built in row blocks of about this many entries (see CHUNK_ELEMS)
     for step in range(config.steps + 1):
@@ -205,11 +223,7 @@ def train_memories(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, n_in
         lr = state["lr"]
         for key, g in grads.items():
             if adam:
-                m1, m2 = adam[key]
-                m1.mul_(beta1).add_(g, alpha=1 - beta1)
-                m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                denom = (m2 / (1 - beta2 ** (step + 1))).sqrt_().add_(eps)
-                params[key].sub_(lr * (m1 / (1 - beta1 ** (step + 1))) / denom)
+                adam_update_(params[key], g, adam[key], lr, step + 1)
             else:
                 params[key].sub_(lr * g)
     # a run whose group succeeded counts as reached, even if it had stopped before that
@@ -372,5 +386,5 @@ def plain_capacity(problem: CapacityProblem, lrs: Sequence[float], config: Train
     return find_capacity(succeeds, problem.low, problem.high, problem.guess, rtol=rtol)[0]
 
 
-__all__ = ["BatchResult", "CapacityProblem", "KINDS", "linear_problem", "many_to_one_targets", "memory_capacities",
+__all__ = ["ADAM_BETAS", "ADAM_EPS", "BatchResult", "adam_update_", "CapacityProblem", "KINDS", "linear_problem", "many_to_one_targets", "memory_capacities",
            "mlp_init", "mlp_problem", "plain_capacity", "train_memories"]
