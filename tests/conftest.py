@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+pytest_plugins = ["pytester"]  # runs pytest in a subprocess (tests of the nbval plugin)
+
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
