@@ -246,6 +246,25 @@ def _timed(fn: Callable, job: dict) -> tuple[object, float]:
     return result, time.perf_counter() - start
 
 
+def check_executor(executor: str, workers: int | None, scheduler: str | None) -> int | None:
+    """Check ``run_sweep``'s executor, workers and scheduler together; return workers as an int (or None)."""
+    check_choice("executor", executor, EXECUTORS)
+    if workers is not None:
+        workers = check_int("workers", workers, 1, 1024)
+        if executor == "inline":
+            raise ValueError("workers is only used with executor processes or dask; got executor 'inline'")
+    if scheduler is not None:
+        if executor != "dask":
+            raise ValueError(f"scheduler is only used with executor dask; got executor {executor!r}")
+        if not isinstance(scheduler, str) or not scheduler.startswith(SCHEDULER_PROTOCOLS):
+            raise ValueError(f"scheduler must be an address starting with {', '.join(SCHEDULER_PROTOCOLS)} "
+                             f"(e.g. tcp://host:8786); got {scheduler!r}")
+        if workers is not None:
+            raise ValueError("workers is not used with a scheduler (the cluster's workers run the jobs); "
+                             f"got workers {workers}")
+    return workers
+
+
 def run_sweep(jobs: Iterable[dict], fn: Callable[[dict], object], store: ResultStore | None = None,
               progress: bool = True, desc: str | None = None, executor: str = "inline",
               workers: int | None = None, scheduler: str | None = None, stats: SweepStats | None = None) -> list:
@@ -270,20 +289,7 @@ def run_sweep(jobs: Iterable[dict], fn: Callable[[dict], object], store: ResultS
     a module-level function or a ``functools.partial`` of one (not a lambda, nor a function defined inside
     another), in a module the workers can import.
     """
-    check_choice("executor", executor, EXECUTORS)
-    if workers is not None:
-        workers = check_int("workers", workers, 1, 1024)
-        if executor == "inline":
-            raise ValueError("workers is only used with executor processes or dask; got executor 'inline'")
-    if scheduler is not None:
-        if executor != "dask":
-            raise ValueError(f"scheduler is only used with executor dask; got executor {executor!r}")
-        if not isinstance(scheduler, str) or not scheduler.startswith(SCHEDULER_PROTOCOLS):
-            raise ValueError(f"scheduler must be an address starting with {', '.join(SCHEDULER_PROTOCOLS)} "
-                             f"(e.g. tcp://host:8786); got {scheduler!r}")
-        if workers is not None:
-            raise ValueError("workers is not used with a scheduler (the cluster's workers run the jobs); "
-                             f"got workers {workers}")
+    workers = check_executor(executor, workers, scheduler)
     jobs = list(jobs)
     keys = [job_key(job) for job in jobs]
     distinct: dict[str, dict] = {}  # one job per key, the first of any duplicates
