@@ -69,18 +69,15 @@ def check_tensor(name: str, value, ndim: int | None = None, shape: tuple | None 
     return value
 
 
-#: the dtypes factlib computes in
-FLOAT_DTYPES = ("float32", "float64")
-
-
 def check_dtype(name: str, value):
-    """Return ``value`` if it is torch.float32 or torch.float64, else raise naming ``name``."""
+    """Return ``value`` if it is a floating-point torch dtype (float32, float64...), else raise naming ``name``."""
     import torch
 
     if not isinstance(value, torch.dtype):
-        raise ArgumentTypeError(f"{name} must be torch.float32 or torch.float64, got {_shown(value)}")
-    if value not in (torch.float32, torch.float64):
-        raise ValueError(f"{name} must be torch.float32 or torch.float64, got {value}")
+        raise ArgumentTypeError(f"{name} must be a floating-point torch dtype such as torch.float32, "
+                                f"got {_shown(value)}")
+    if not value.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point torch dtype such as torch.float32, got {value}")
     return value
 
 
