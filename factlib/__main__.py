@@ -7,10 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from .config import DEVICES, PROFILES
 from .figures import FIGURES, reproduce
-from .sweeps import EXECUTORS
+from .sweeps import EXECUTORS, StoreLocked
 
 
 def _parse_int(name: str, text: str) -> int:
@@ -42,7 +43,7 @@ def _add_reproduce(sub) -> None:
     rep = sub.add_parser("reproduce", help="run the sweep behind one of the paper's figures")
     rep.add_argument("figure", nargs="?", help=f"one of: {', '.join(FIGURES)}")
     rep.add_argument("--list", action="store_true", help="list the figures and exit")
-    rep.add_argument("--profile", default="quick", help=f"one of: {', '.join(PROFILES)} (default quick)")
+    rep.add_argument("--profile", help=f"one of: {', '.join(PROFILES)} (default: $FACTLIB_PROFILE, else quick)")
     rep.add_argument("--device", default="auto", help=f"one of: {', '.join(DEVICES)} (default auto)")
     rep.add_argument("--out", help="write the results here as JSON (and resume from <out>.jobs.jsonl)")
     rep.add_argument("--d", help="comma-separated embedding dimensions, each in [2, 4096] (default: the profile's)")
@@ -94,11 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     _add_reproduce(sub)
     _add_bench(sub)  # each subcommand: a _add_<name>(sub) that sets run=<handler>(args, parser) -> exit code
     args = parser.parse_args(argv)
-    try:
-        return args.run(args, parser)
-    except ValueError as err:  # a bad argument value: one line, exit status 2
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            return args.run(args, parser)
+        except (ValueError, TypeError, StoreLocked) as err:  # a bad argument, path or store: one line, status 2
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (e.g. records of a results store that are ignored) as one line each on stderr."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from ._validate import check_choice, check_int
+from ._validate import ArgumentTypeError, check_choice, check_int
 
 PROFILES = ("quick", "full")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -21,6 +21,7 @@ def resolve_profile(profile: str | None = None) -> str:
     """The profile to use: ``profile`` if given, else ``$FACTLIB_PROFILE``, else ``"quick"``."""
     if profile is None:
         profile = os.environ.get("FACTLIB_PROFILE", "quick")
+        return check_choice("profile (from the environment variable FACTLIB_PROFILE)", profile, PROFILES)
     return check_choice("profile", profile, PROFILES)
 
 
@@ -38,6 +39,22 @@ def device(preference: str = "auto") -> torch.device:
     if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was requested but is not available; use auto or cpu")
     return torch.device(preference)
+
+
+def check_device(value) -> torch.device:
+    """A device argument as a ``torch.device``: a ``torch.device`` or a name ("cpu", "cuda", "cuda:1", "mps",
+    "auto"); raises ValueError naming it if it is malformed or not available here."""
+    if isinstance(value, str) and value in DEVICES:
+        return device(value)
+    if not isinstance(value, (str, torch.device)):
+        raise ArgumentTypeError(f"device must be a torch.device or one of {', '.join(DEVICES)}; got {value!r}")
+    try:
+        dev = torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"device must be a torch.device or one of {', '.join(DEVICES)}; got {value!r}") from None
+    if dev.type in ("cuda", "mps"):
+        device(dev.type)  # raises if not available
+    return dev
 
 
 def generator(seed: int) -> torch.Generator:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import ArgumentTypeError, check_choice, check_float, check_int
 from .capacity import find_capacity
 from .config import generator
 from .models import ModelConfig, OneLayerTransformer
@@ -317,12 +317,20 @@ FEATURE_SHARED_NOISE = 1.6876
 FEATURE_SLOPE = (1 / 3) / (1 - 2 / math.pi)
 
 
+def _check_task(task) -> None:
+    if not isinstance(task, TaskConfig):
+        raise ArgumentTypeError(f"task must be a factlib.task.TaskConfig, got {type(task).__name__}")
+
+
 def predicted_max_head_load(task: TaskConfig, d: int, H: int, sink: float = ConstructionConfig.sink) -> float:
     """Largest head load n the key-query memories tolerate (chapter 4, eq. "selection condition").
 
     A foreign token scores k_h . e_z ~ N(0, (n + sink^2) / d); the head must rank all of them below EOS's
     sink, over about H V comparisons: sink >= sqrt(2 ln(H V) (n + sink^2) / d).
     """
+    _check_task(task)
+    d, H = check_int("d", d, 1), check_int("H", H, 1)
+    sink = check_float("sink", sink, 0.0, low_open=True)
     return d * sink ** 2 / (2 * math.log(H * task.vocab_size)) - sink ** 2
 
 
@@ -334,6 +342,9 @@ def predicted_min_d(task: TaskConfig, H: int | None = None, sink: float = Constr
     With H given, also the selection condition for the head load n of ``assign_heads``:
     d >= 2 ln(H V) (n + sink^2) / sink^2 (``predicted_max_head_load`` solved for d).
     """
+    _check_task(task)
+    H = None if H is None else check_int("H", H, 1)
+    sink = check_float("sink", sink, 0.0, low_open=True)
     d = max(2 * task.R * math.log(task.S * task.R * task.D), 2 * task.D * math.log(task.R ** 2 * task.D))
     if H is not None:
         d = max(d, 2 * math.log(H * task.vocab_size) * (head_load(task, H) + sink ** 2) / sink ** 2)
@@ -349,6 +360,8 @@ def predicted_min_features(task: TaskConfig, d: int, subject_share: float = Cons
     their block (then they cannot be orthogonal, and that term does not shrink with m'). Over S R^2 D cases it
     must stay below the margin 1 - sqrt(2 ln(R D) / d). Returns inf when no m' suffices.
     """
+    _check_task(task)
+    d = check_int("d", d, 2)
     sub, _ = code_blocks(d, subject_share)
     k1 = sub.stop - sub.start
     events = 2 * math.log(task.num_facts * task.num_answers)

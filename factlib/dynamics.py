@@ -25,8 +25,8 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from ._validate import check_choice, check_float, check_int
-from .config import generator
+from ._validate import ArgumentTypeError, check_choice, check_dtype, check_float, check_int
+from .config import check_device, generator
 from .embeddings import gaussian_embeddings
 from .task import TaskConfig, all_pairs, prompts_for_pairs, sample_batch, structured_fact_table
 
@@ -386,6 +386,9 @@ def train(cfg: DynamicsConfig, method: str = "population", device: torch.device 
     ``keep`` lists steps at which a copy of the model is stored in ``Curve.snapshots``.
     """
     check_choice("method", method, METHODS)
+    if not isinstance(cfg, DynamicsConfig):
+        raise ArgumentTypeError(f"cfg must be a DynamicsConfig, got {type(cfg).__name__}")
+    device, dtype = check_device(device), check_dtype("dtype", dtype)
     with _one_cpu_thread(device):
         return _train(cfg, method, device, dtype, keep, progress)
 
@@ -431,6 +434,9 @@ def _train(cfg: DynamicsConfig, method: str, device, dtype, keep, progress) -> C
         iterator = tqdm(iterator, desc=f"{cfg.model}/{method}")
     for k in iterator:
         log(k)
+        if record["total"] and not math.isfinite(record["total"][-1]):
+            raise FloatingPointError(f"training diverged: the loss is {record['total'][-1]} at step {k} "
+                                     f"(lr {cfg.lr}, {cfg.model} model, {method}); use a smaller lr")
         if train_pop is None:
             tokens, answers, _, _ = sample_batch(task, table, cfg.batch_size, gen, device)  # (B, T), (B,)
             counts = token_counts(tokens, task.vocab_size).to(dtype)  # (B, vocab)
@@ -442,6 +448,9 @@ def _train(cfg: DynamicsConfig, method: str, device, dtype, keep, progress) -> C
         model.A -= lrs[k] * gA
         model.V -= lrs[k] * gV
     log(cfg.steps)
+    if not math.isfinite(record["total"][-1]) or not (torch.isfinite(model.A).all() and torch.isfinite(model.V).all()):
+        raise FloatingPointError(f"training diverged: the loss is {record['total'][-1]} after {cfg.steps} steps "
+                                 f"(lr {cfg.lr}, {cfg.model} model, {method}); use a smaller lr")
     return Curve(np.array(record["steps"]), np.array(record["total"]), np.array(record["relation"]),
                  np.array(record["subject"]), np.array(record["accuracy"]), method, cfg, model, snapshots)
 
@@ -500,6 +509,7 @@ def growth_rates(S: int, R: int, D: int) -> dict[str, float]:
 
 def relation_first(S: int, R: int, D: int) -> bool:
     """Whether the relation is learned first: c_relation > c_subject, i.e. S sqrt(R - 1) > R sqrt(D - 1)."""
+    S, R, D = check_int("S", S, 1), check_int("R", R, 1), check_int("D", D, 1)
     return S * math.sqrt(R - 1) > R * math.sqrt(D - 1)
 
 
@@ -533,9 +543,13 @@ def reduced_flow(S: int, R: int, D: int, init_scale: float, times) -> dict[str, 
 
     _check_symmetric(S, D)
     eps = check_float("init_scale", init_scale, 0.0, 10.0, low_open=True)
-    times = np.asarray(times, dtype=float)
-    if times.ndim != 1 or np.any(np.diff(times) < 0) or (times.size and times[0] < 0):
-        raise ValueError("times must be a non-decreasing 1-D sequence of non-negative numbers")
+    try:
+        times = np.asarray(times, dtype=float)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"times must be a 1-D sequence of numbers, got {type(times).__name__}") from None
+    if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(np.diff(times) < 0) or \
+            (times.size and times[0] < 0):
+        raise ValueError("times must be a non-decreasing 1-D sequence of finite non-negative numbers")
     out = {}
     for name, dr in directions(S, R, D).items():
         def rhs(t, theta, dr=dr):
@@ -582,6 +596,7 @@ def time_to_step(cfg: DynamicsConfig, t: float) -> float | None:
 
     None if the schedule's total time sum_k eta_k is smaller than ``t``: the run ends before getting there.
     """
+    t = check_float("t", t, 0.0)
     tau = elapsed_time(cfg)  # (steps + 1,)
     if t > tau[-1]:
         return None

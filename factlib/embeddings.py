@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_int
-from .config import generator
+from ._validate import check_dtype, check_int
+from .config import check_device, generator
 
 
 def gaussian_embeddings(n: int, d: int, seed: int | torch.Generator, *, normalize: bool = True,
@@ -16,6 +16,7 @@ def gaussian_embeddings(n: int, d: int, seed: int | torch.Generator, *, normaliz
     """
     n = check_int("n", n, 1)
     d = check_int("d", d, 1)
+    dtype, device = check_dtype("dtype", dtype), check_device(device)
     gen = seed if isinstance(seed, torch.Generator) else generator(seed)
     X = torch.randn(n, d, generator=gen, dtype=torch.float64) / d**0.5  # (n, d)
     if normalize:
@@ -40,4 +41,5 @@ def orthogonal_embeddings(n: int, d: int | None = None, *, device: torch.device 
     """One-hot embeddings: the first ``n`` standard basis vectors of R^d (d defaults to n). Shape (n, d)."""
     n = check_int("n", n, 1)
     d = n if d is None else check_int("d", d, n)
+    dtype, device = check_dtype("dtype", dtype), check_device(device)
     return torch.eye(n, d, device=device, dtype=dtype)

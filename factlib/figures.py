@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
+import os
 import platform
+import subprocess
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from ._validate import check_choice, check_int
-from .config import PROFILES, device as pick_device
+from ._validate import ArgumentTypeError, check_choice, check_int
+from .config import device as pick_device, resolve_profile
 from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
-from .sweeps import Figure, ResultStore, run_sweep
+from .sweeps import (Figure, ResultStore, SweepStats, check_executor, exclusive, run_sweep,
+                     write_atomically)
 from .train import linear_problem, memory_capacities, mlp_problem
 
 #: d values of Figure 1, powers of 2^(1/2) rounded as in the paper
@@ -79,6 +84,13 @@ def _fig5_jobs(config: dict) -> list[dict]:
         [{"method": "minibatch", "seed": s} for s in config["seeds"]]
     return [{**protocol, **({"d": d} if d is not None else {}), "schedule": schedule, **run}
             for schedule in config["schedules"] for d in (dims or [None]) for run in runs]
+
+
+def _fig5_details(config: dict) -> dict:
+    """The whole training protocol of a Figure 5 config (lr, steps, batch size...), defaults included."""
+    protocol = asdict(DynamicsConfig(**config["protocol"]))
+    protocol.pop("seed")
+    return {"protocol": protocol}
 
 
 def _fig5_job(job: dict, device: torch.device) -> list[dict]:
@@ -142,6 +154,8 @@ FIGURES: dict[str, Figure] = {
         },
         jobs=_fig5_jobs,
         run_job=_fig5_job,
+        dtype="float64",
+        details=_fig5_details,
     ),
     "fig5-right": Figure(
         name="fig5-right",
@@ -153,56 +167,155 @@ FIGURES: dict[str, Figure] = {
         },
         jobs=_fig5_jobs,
         run_job=_fig5_job,
+        dtype="float32",
+        details=_fig5_details,
     ),
 }
 
 
-def reproduce(figure: str, profile: str = "quick", device: str = "auto", out: str | None = None,
+def _code_hash() -> str:
+    """SHA-256 (16 hex digits) of every ``.py`` file of factlib, by path and content.
+
+    The store key covers all of factlib's code, not only the modules a figure's job imports: conservative (an
+    edit anywhere, a docstring included, makes the stored results of every figure be computed again) and
+    simple (no import graph to get wrong).
+    """
+    global _CODE_HASH
+    if _CODE_HASH is None:
+        root = Path(__file__).resolve().parent
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        _CODE_HASH = digest.hexdigest()[:16]
+    return _CODE_HASH
+
+
+_CODE_HASH: str | None = None
+
+
+def job_context(figure: str, device: torch.device) -> dict:
+    """What a figure's stored result depends on besides its job: factlib's version and code, the device kind
+    and the dtype. Part of the result store's key (``factlib.sweeps.ResultStore``)."""
+    return {"factlib_version": __version__, "code": _code_hash(), "device": torch.device(device).type,
+            "dtype": FIGURES[figure].dtype}
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout factlib runs from, or None (not a git checkout, or no git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def _rows_result(result) -> bool:
+    """The shape of a job's result: a row (a dict) or a list of rows."""
+    return isinstance(result, dict) or isinstance(result, list) and all(isinstance(r, dict) for r in result)
+
+
+def _check_out(out) -> Path:
+    """The output path, checked before any job runs: not a folder, in a folder that exists (or can be made)
+    and can be written to. Raises a one-line ValueError naming it."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise ArgumentTypeError(f"out must be a file path, got {out!r}")
+    path = Path(out)
+    for p, what in ((path, "out"), (Path(f"{out}.jobs.jsonl"), "its store")):
+        if p.is_dir():
+            raise ValueError(f"out {str(out)!r}: {what} {str(p)!r} is a folder; give a file name, e.g. "
+                             f"{str(path / 'results.json')!r}")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise ValueError(f"out {str(out)!r}: {what} {str(p)!r} is not writable")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"out {str(out)!r}: cannot create its folder ({err.strerror or err})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"out {str(out)!r}: its folder {str(path.parent)!r} is not writable")
+    return path
+
+
+def reproduce(figure: str, profile: str | None = None, device: str = "auto", out: str | None = None,
               progress: bool = True, d: list[int] | None = None, seeds: int | None = None,
               executor: str = "inline", workers: int | None = None, scheduler: str | None = None) -> dict:
     """Run a figure's sweep and return ``{"figure", "profile", "rows", "provenance"}``; resumable via ``out``.
 
-    ``d`` and ``seeds`` (a count) override the profile's values; ``executor``, ``workers`` and ``scheduler``
-    choose where the jobs run (see ``factlib.sweeps.run_sweep``).
-    Finished jobs are kept in ``<out>.jobs.jsonl`` while the sweep runs, so a killed run picks up where it
-    stopped; the file is removed once ``out`` is written.
+    ``profile``: "quick" or "full"; None means ``$FACTLIB_PROFILE``, else "quick" (``config.resolve_profile``).
+    ``d`` (distinct values) and ``seeds`` (a count) override the profile's values; ``executor``, ``workers``
+    and ``scheduler`` choose where the jobs run (see ``factlib.sweeps.run_sweep``).
+    With ``out``, finished jobs are appended to ``<out>.jobs.jsonl`` as they finish, so a killed run picks up
+    where it stopped; the file is kept afterwards (it may hold other runs' jobs too: a later run reuses what
+    it finds there, if computed by the same code on the same kind of device). ``out`` is written atomically,
+    and a second run on the same ``out`` while one is going is refused (``sweeps.StoreLocked``).
     """
     check_choice("figure", figure, FIGURES)
-    check_choice("profile", profile, PROFILES)
+    profile = resolve_profile(profile)
     fig = FIGURES[figure]
     dev = pick_device(device)
     config = dict(fig.configs[profile])
     if d is not None:
+        if isinstance(d, (str, bytes)) or not hasattr(d, "__iter__"):
+            raise ArgumentTypeError(f"d must be a list of integers in [2, 4096], got {d!r}")
         config["d"] = [check_int("d", v, 2, 4096) for v in d]
+        if not config["d"] or len(set(config["d"])) < len(config["d"]):
+            raise ValueError(f"d must be a non-empty list of distinct integers in [2, 4096], got {config['d']}")
     if seeds is not None:
         config["seeds"] = list(range(check_int("seeds", seeds, 1, 1000)))
-    store_path = Path(f"{out}.jobs.jsonl") if out else None
-    store = ResultStore(store_path) if store_path else None
+    check_executor(executor, workers, scheduler)
+    jobs = fig.jobs(config)
+    if out is None:
+        return _run_figure(fig, profile, config, jobs, dev, None, progress, executor, workers, scheduler)
+    path = _check_out(out)
+    with exclusive(path):
+        store = ResultStore(f"{path}.jobs.jsonl", job_context(figure, dev), _rows_result)
+        result = _run_figure(fig, profile, config, jobs, dev, store, progress, executor, workers, scheduler)
+        write_atomically(path, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _run_figure(fig: Figure, profile: str, config: dict, jobs: list[dict], dev: torch.device,
+                store: ResultStore | None, progress: bool, executor: str, workers, scheduler) -> dict:
+    import numpy
+    import scipy
+
     start = time.perf_counter()
-    results = run_sweep(fig.jobs(config), functools.partial(fig.run_job, device=dev), store, progress,
-                        desc=figure, executor=executor, workers=workers, scheduler=scheduler)
+    stats = SweepStats()
+    results = run_sweep(jobs, functools.partial(fig.run_job, device=dev), store, progress, desc=fig.name,
+                        executor=executor, workers=workers, scheduler=scheduler, stats=stats)
+    wall = time.perf_counter() - start
     # a job returns one row, or a list of rows (a training curve)
     rows = [row for res in results for row in (res if isinstance(res, list) else [res])]
-    result = {
-        "figure": figure,
+    return {
+        "figure": fig.name,
         "profile": profile,
         "rows": rows,
         "provenance": {
             "factlib_version": __version__,
             "torch_version": torch.__version__,
+            "numpy_version": numpy.__version__,
+            "scipy_version": scipy.__version__,
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type,
+            "dtype": fig.dtype,
+            "code": _code_hash(),
+            "git_commit": _git_commit(),
             "config": config,
+            **(fig.details(config) if fig.details is not None else {}),
             "seeds": config.get("seeds"),
-            "wall_time_s": round(time.perf_counter() - start, 2),
+            "executor": executor,
+            "workers": workers,
+            "scheduler": scheduler,
+            "jobs_total": stats.jobs_total,
+            "jobs_reused": stats.jobs_reused,
+            "jobs_recomputed_invalid": stats.jobs_recomputed_invalid,
+            "wall_time_s": round(wall, 2),
+            "wall_time_total_s": round(wall + stats.reused_wall_s, 2),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "python": platform.python_version(),
             "torch_threads": torch.get_num_threads(),
         },
     }
-    if out:
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
-        store_path.unlink(missing_ok=True)
-    return result
 
 # Chapter 5's figures (Figs. 4, 7-9: trained one-layer transformers) live with their training code.
 from .scaling import SCALING_FIGURES  # noqa: E402

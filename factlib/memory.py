@@ -10,11 +10,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import ArgumentTypeError, check_choice, check_float, check_int, check_tensor
 from .config import generator
 
 
-def _check_memory_args(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> None:
+def _check_memory_args(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, W: torch.Tensor | None = None) -> None:
+    """E (N, d) and U (M, d) finite floating tensors of one dtype, targets (N,) in [0, M - 1], W (d, d) if given."""
+    for name, X in (("E", E), ("U", U), ("targets", targets)):
+        check_tensor(name, X)
     if E.ndim != 2 or U.ndim != 2:
         raise ValueError(f"E and U must be 2-D (N, d) and (M, d); got shapes {tuple(E.shape)}, {tuple(U.shape)}")
     if E.shape[1] != U.shape[1]:
@@ -25,6 +28,12 @@ def _check_memory_args(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) 
         raise ValueError(f"targets must be an integer tensor; got dtype {targets.dtype}")
     if len(targets) and (targets.min() < 0 or targets.max() >= U.shape[0]):
         raise ValueError(f"targets must lie in [0, M-1] = [0, {U.shape[0] - 1}]")
+    for name, X in (("E", E), ("U", U)):
+        check_tensor(name, X, floating=True, finite=True)
+    if E.dtype != U.dtype:
+        raise ArgumentTypeError(f"E and U must have the same dtype; got {E.dtype} and {U.dtype}")
+    if W is not None:
+        check_tensor("W", W, shape=(E.shape[1], E.shape[1]), floating=True, finite=True)
 
 
 def hebbian_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -54,18 +63,19 @@ def low_rank_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, m: 
 
 def scores(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     """All recall scores gamma[x, y] = U[y]^T W E[x]; shape (N, M)."""
+    check_tensor("W", W, shape=(E.shape[1], E.shape[1]))
     return (E @ W.T) @ U.T  # (N, d) @ (d, d) @ (d, M) -> (N, M)
 
 
 def recall_accuracy(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> float:
     """Fraction of inputs x whose highest-scoring output is f(x)."""
-    _check_memory_args(E, U, targets)
+    _check_memory_args(E, U, targets, W)
     return (scores(W, E, U).argmax(dim=1) == targets).float().mean().item()
 
 
 def margins(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-input margin: score of the right output minus the best wrong one; recall is correct iff > 0. (N,)"""
-    _check_memory_args(E, U, targets)
+    _check_memory_args(E, U, targets, W)
     if U.shape[0] < 2:
         raise ValueError("margins need at least two outputs (M >= 2)")
     gamma = scores(W, E, U)  # (N, M)
@@ -98,6 +108,9 @@ def gaussian_recall_probability(sigma2: float, tau2: float, M: int) -> float:
     wrong scores sigma Z_y (the Gaussian model of chapters 1 and 2), by quadrature over Z."""
     from scipy.stats import norm  # scipy is imported here only, to keep `import factlib.memory` light
 
+    sigma2 = check_float("sigma2", sigma2, 0.0, low_open=True)
+    tau2 = check_float("tau2", tau2, 0.0)
+    M = check_int("M", M, 1)
     z = torch.linspace(-10, 10, 4001, dtype=torch.float64)
     log_cdf = torch.as_tensor(norm.logcdf(((1 + tau2**0.5 * z) / sigma2**0.5).numpy()))
     density = torch.exp(-z**2 / 2) / (2 * torch.pi) ** 0.5 * (z[1] - z[0])
@@ -106,6 +119,8 @@ def gaussian_recall_probability(sigma2: float, tau2: float, M: int) -> float:
 
 def cross_entropy_loss(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Population cross-entropy of the memory, x uniform over [N]."""
+    _check_memory_args(E, U, targets)
+    check_tensor("W", W, shape=(E.shape[1], E.shape[1]), floating=True)
     return F.cross_entropy(scores(W, E, U), targets)
 
 
@@ -200,6 +215,8 @@ def train_linear_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor,
     engine (``factlib.train.train_memories``) is tested against.
     """
     _check_memory_args(E, U, targets)
+    if not isinstance(config, TrainConfig):
+        raise ArgumentTypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     d = E.shape[1]
     W = torch.zeros(d, d, dtype=E.dtype, device=E.device, requires_grad=True)  # (d, d)
     best, steps = _fit([W], lambda: scores(W, E, U), targets, config)
@@ -226,6 +243,9 @@ def train_mlp_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, W1
     """Train the MLP memory W2 relu(W1 e + b1) from first layer ``W1`` (m, d), b1 = 0 and W2 = 0, by full-batch
     cross-entropy (chapter 2); the same loop and stopping rule as ``train_linear_memory``."""
     _check_memory_args(E, U, targets)
+    check_tensor("W1", W1, floating=True, finite=True)
+    if not isinstance(config, TrainConfig):
+        raise ArgumentTypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if W1.ndim != 2 or W1.shape[1] != E.shape[1]:
         raise ValueError(f"W1 must have shape (m, d) with d = {E.shape[1]}; got {tuple(W1.shape)}")
     m, d = W1.shape

@@ -11,7 +11,7 @@ import torch
 
 import factlib
 from factlib.__main__ import main
-from factlib.figures import FIGURES, reproduce
+from factlib.figures import FIGURES, job_context, reproduce
 from factlib.sweeps import ResultStore
 
 ARGS = ["fig1-left", "--d", "8,11", "--seeds", "2", "--no-progress"]
@@ -107,7 +107,13 @@ def test_reproduce_writes_results_with_provenance(reproduced):
     created = dt.datetime.fromisoformat(prov["created"])
     assert created.tzinfo is not None
     assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 600
-    assert not out.with_name(out.name + ".jobs.jsonl").exists()
+    assert prov["jobs_total"] == 2 and prov["jobs_reused"] == 0 and prov["jobs_recomputed_invalid"] == 0
+    assert prov["wall_time_total_s"] >= prov["wall_time_s"]
+    assert prov["executor"] == "inline" and prov["workers"] is None
+    assert prov["numpy_version"] and prov["scipy_version"] and prov["dtype"] == "float32"
+    assert prov["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"])
+    # the store of finished jobs is kept (it may hold other runs' jobs): one record per job
+    assert len(out.with_name(out.name + ".jobs.jsonl").read_text().splitlines()) == 2
     assert str(out) in proc.stdout and "4 rows" in proc.stdout
 
 
@@ -134,13 +140,18 @@ def test_reproduce_resumes_from_jobs_file(tmp_path):
     assert [job["d"] for job in jobs] == [8, 11]
     # finished rows with values no real run gives: if they come back, the job was not recomputed
     fake = [{"d": 8, "seed": 0, "N": -1}, {"d": 8, "seed": 1, "N": -2}]
-    ResultStore(jobs_path).add(jobs[0], fake)
-    assert main(["reproduce", "fig1-left", "--d", "8,11", "--seeds", "2", "--out", str(out), "--no-progress"]) == 0
-    rows = json.loads(out.read_text())["rows"]
+    ResultStore(jobs_path, job_context("fig1-left", torch.device("cpu"))).add(jobs[0], fake, wall_s=100.0)
+    assert main(["reproduce", "fig1-left", "--d", "8,11", "--seeds", "2", "--out", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
     assert rows[:2] == fake
-    fresh = reproduce("fig1-left", d=[11], seeds=2, progress=False)["rows"]
+    fresh = reproduce("fig1-left", d=[11], seeds=2, progress=False, device="cpu")["rows"]
     assert rows[2:] == fresh  # the other job was computed, as in a fresh run
-    assert not jobs_path.exists()
+    prov = result["provenance"]
+    assert (prov["jobs_total"], prov["jobs_reused"], prov["jobs_recomputed_invalid"]) == (2, 1, 0)
+    assert prov["wall_time_total_s"] >= 100.0 + prov["wall_time_s"] - 0.01  # the reused job's time counts
+    assert len(jobs_path.read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from . import close, passed
+from . import checker, close, number, passed, tensor
 from ..capacity import predicted_capacity
 from ..embeddings import memory_embeddings, orthogonal_embeddings
 from ..memory import centred_hebbian_memory, hebbian_memory, recall_accuracy, scores
@@ -18,12 +18,12 @@ def _instance(N: int = 24, M: int = 24, d: int = 8, seed: int = 7):
     return E, U, targets
 
 
+@checker
 def test_hebbian_memory(hebbian_memory_fn) -> None:
     """``hebbian_memory_fn(E, U, targets)`` must return W = sum_x U[targets[x]] E[x]^T, shape (d, d)."""
     E, U, targets = _instance()
     W = hebbian_memory_fn(E, U, targets)
-    assert isinstance(W, torch.Tensor), f"return a torch.Tensor, not {type(W).__name__}"
-    assert W.shape == (E.shape[1], E.shape[1]), f"W must have shape (d, d) = {(E.shape[1],) * 2}; got {tuple(W.shape)}"
+    tensor(W, (E.shape[1], E.shape[1]), "hebbian_memory_fn", f"(d, d) = {(E.shape[1],) * 2}")
     ref = hebbian_memory(E, U, targets)
     # misconception: the outer product the wrong way round (input times output transposed)
     assert not close(W, ref.T) or close(W, ref), (
@@ -41,15 +41,16 @@ def test_hebbian_memory(hebbian_memory_fn) -> None:
     passed("test_hebbian_memory")
 
 
+@checker
 def test_recall_accuracy(recall_accuracy_fn) -> None:
     """``recall_accuracy_fn(W, E, U, targets)`` must return the fraction of x with argmax_y U[y]^T W E[x] = f(x)."""
     E, U, targets = _instance(N=40, M=30, d=16)
     W = hebbian_memory(E, U, targets)  # recalls 22 of the 40 inputs: wrong answers give other fractions
     got = recall_accuracy_fn(W, E, U, targets)
     ref = recall_accuracy(W, E, U, targets)
-    assert isinstance(got, (float, int)) or (isinstance(got, torch.Tensor) and got.numel() == 1), (
+    assert not (isinstance(got, torch.Tensor) and got.numel() > 1), (
         "return a single number (a Python float), not a vector of per-input results")
-    got = float(got)
+    got = number(got, "recall_accuracy_fn")
     assert got <= 1.0, f"got {got}: return the fraction of correct inputs (divide the count by N)"
     transposed = (scores(W.T, E, U).argmax(dim=1) == targets).float().mean().item()
     if abs(transposed - ref) > 1e-6:
@@ -59,15 +60,16 @@ def test_recall_accuracy(recall_accuracy_fn) -> None:
         "take the argmax over outputs y (one per input x, along dim=1 of the (N, M) score matrix), not over inputs")
     assert abs(got - ref) < 1e-6, f"got {got:.4f}, expected {ref:.4f}"
     one_hot = orthogonal_embeddings(5)
-    perfect = float(recall_accuracy_fn(torch.eye(5), one_hot, one_hot, torch.arange(5)))
+    perfect = number(recall_accuracy_fn(torch.eye(5), one_hot, one_hot, torch.arange(5)), "recall_accuracy_fn")
     assert perfect == 1.0, f"the identity memory with one-hot embeddings recalls everything; got {perfect}"
     passed("test_recall_accuracy")
 
 
+@checker
 def test_predicted_capacity(predicted_capacity_fn) -> None:
     """``predicted_capacity_fn(params, c)`` must return the N solving params = c N ln N (natural log)."""
     for params, c in [(64.0, 1.0), (4096.0, 1.3), (1e6, 0.35), (250.0, 2.0)]:
-        N = float(predicted_capacity_fn(params, c))
+        N = number(predicted_capacity_fn(params, c), "predicted_capacity_fn")
         assert N > 1, f"N must be > 1; got {N} for params={params}, c={c}"
         if abs(c * N * math.log2(N) - params) < 1e-3 * params:
             raise AssertionError("you used log base 2: the guide lines of Figure 1 use the natural log, N ln N")
@@ -78,11 +80,12 @@ def test_predicted_capacity(predicted_capacity_fn) -> None:
     passed("test_predicted_capacity")
 
 
+@checker
 def test_gradient_memory(gradient_memory_fn) -> None:
     """``gradient_memory_fn(E, U, targets, lr)``: the memory after one gradient step from W = 0, in closed form."""
     E, U, targets = _instance(N=30, M=12, d=8)
     lr = 2.5
-    W = gradient_memory_fn(E, U, targets, lr)
+    W = tensor(gradient_memory_fn(E, U, targets, lr), what="gradient_memory_fn")
     ref = lr / len(targets) * centred_hebbian_memory(E, U, targets)
     assert tuple(W.shape) == (8, 8), f"W must have shape (d, d) = (8, 8); got {tuple(W.shape)}"
     assert not close(W, -ref), "wrong sign: a gradient *descent* step moves W along minus the gradient"

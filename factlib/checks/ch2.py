@@ -5,12 +5,13 @@ import math
 
 import torch
 
-from . import close, passed
+from . import checker, close, number, passed, tensor
 from ..embeddings import memory_embeddings
 from ..memory import mlp_forward, random_features_memory, relu_hermite_coefficient
 from ..train import many_to_one_targets
 
 
+@checker
 def test_mlp_forward(mlp_forward_fn) -> None:
     """``mlp_forward_fn(E, W1, b1, W2)`` must return F(e_x) = W2 relu(W1 e_x + b1) for every row of E: (N, d)."""
     N, d, m = 12, 6, 10
@@ -19,8 +20,7 @@ def test_mlp_forward(mlp_forward_fn) -> None:
     W1 = torch.randn(m, d, generator=gen, dtype=torch.float64)  # (m, d)
     b1 = torch.randn(m, generator=gen, dtype=torch.float64)  # (m,)
     W2 = torch.randn(d, m, generator=gen, dtype=torch.float64)  # (d, m)
-    out = mlp_forward_fn(E, W1, b1, W2)
-    assert isinstance(out, torch.Tensor), f"return a torch.Tensor, not {type(out).__name__}"
+    out = tensor(mlp_forward_fn(E, W1, b1, W2), what="mlp_forward_fn")
     assert tuple(out.shape) == (N, d), (
         f"F must map each of the N = {N} inputs to R^d: expected shape ({N}, {d}), got {tuple(out.shape)}")
     ref = mlp_forward(E, W1, b1, W2)
@@ -41,9 +41,10 @@ def test_mlp_forward(mlp_forward_fn) -> None:
     passed("test_mlp_forward")
 
 
+@checker
 def test_relu_hermite(hermite_fn) -> None:
     """``hermite_fn(k)`` must return c_k = E[relu(g) He_k(g)] / sqrt(k!), g ~ N(0, 1) (normalised, probabilists')."""
-    got = {k: float(hermite_fn(k)) for k in range(7)}
+    got = {k: number(hermite_fn(k), f"hermite_fn({k})") for k in range(7)}
     ref = {k: relu_hermite_coefficient(k) for k in range(7)}
     tol = 2e-3
     assert abs(got[0] - ref[0]) < tol, (
@@ -64,6 +65,7 @@ def test_relu_hermite(hermite_fn) -> None:
     passed("test_relu_hermite")
 
 
+@checker
 def test_random_features_memory(second_layer_fn) -> None:
     """``second_layer_fn(E, U, targets, W1)`` must return W2 = (1/N) sum_x (U[f(x)] - mean_y U[y]) relu(W1 e_x)^T,
     shape (d, m): one gradient step of size 1 on the cross-entropy from W2 = 0, the first layer W1 fixed."""
@@ -71,8 +73,7 @@ def test_random_features_memory(second_layer_fn) -> None:
     E, U = memory_embeddings(N, M, d, seed=5, dtype=torch.float64)  # (N, d), (M, d)
     targets = many_to_one_targets(N, M)  # (N,) six inputs per output
     W1, ref = random_features_memory(E, U, targets, m, seed=6)  # (m, d), (d, m)
-    W2 = second_layer_fn(E, U, targets, W1)
-    assert isinstance(W2, torch.Tensor), f"return a torch.Tensor, not {type(W2).__name__}"
+    W2 = tensor(second_layer_fn(E, U, targets, W1), what="second_layer_fn")
     assert tuple(W2.shape) != (m, d), (
         f"W2 has shape (m, d) = ({m}, {d}): the second layer maps the m features back to R^d, shape (d, m)")
     assert tuple(W2.shape) == (d, m), f"W2 must have shape (d, m) = ({d}, {m}); got {tuple(W2.shape)}"

@@ -6,7 +6,7 @@ import math
 import torch
 from scipy.stats import chisquare
 
-from . import passed
+from . import checker, number, passed, tensor
 from ..task import TaskConfig, fact_table, subject_probabilities
 
 
@@ -14,14 +14,14 @@ def _prompts(sample_prompt_fn, task: TaskConfig, s: int, r: int, n: int) -> torc
     gen = torch.Generator().manual_seed(0)
     rows = []
     for _ in range(n):
-        z = sample_prompt_fn(task, s, r, gen)
-        assert isinstance(z, torch.Tensor), f"return a torch.Tensor of token ids, not {type(z).__name__}"
+        z = tensor(sample_prompt_fn(task, s, r, gen), what="sample_prompt_fn")
         rows.append(z.long().reshape(-1))
     lengths = {len(z) for z in rows}
     assert lengths == {task.T}, f"a prompt has T = {task.T} tokens (EOS included, the answer excluded); got {lengths}"
     return torch.stack(rows)  # (n, T)
 
 
+@checker
 def test_sample_prompt(sample_prompt_fn) -> None:
     """``sample_prompt_fn(task, s, r, gen)`` must return one prompt (T,) for subject s and relation r."""
     task = TaskConfig(S=5, R=3, D=2, T=6, n_noise=4)
@@ -53,10 +53,11 @@ def test_sample_prompt(sample_prompt_fn) -> None:
     passed("test_sample_prompt")
 
 
+@checker
 def test_information_bits(information_bits_fn) -> None:
     """``information_bits_fn(S, R, D)`` must return log2 of the number of fact tables, S R log2 D."""
     for S, R, D in [(32, 16, 8), (10, 3, 5), (7, 2, 1), (100, 4, 16)]:
-        got = float(information_bits_fn(S, R, D))
+        got = number(information_bits_fn(S, R, D), "information_bits_fn")
         want = S * R * math.log2(D)
         if D > 1:
             assert abs(got - S * R * math.log(D)) > 1e-6 * want, "use log base 2: the information is counted in bits"
@@ -77,13 +78,14 @@ def _relation_only_reference(task: TaskConfig, table: torch.Tensor) -> float:
     return total
 
 
+@checker
 def test_relation_only_accuracy(relation_only_accuracy_fn) -> None:
     """``relation_only_accuracy_fn(task, table)`` must return the best accuracy of a predictor that sees the
     relation but not the subject: sum_r p(r) max_a P(a*(s, r) = a | r), with s ~ p(s)."""
     for task, seed in [(TaskConfig(S=12, R=3, D=4), 0), (TaskConfig(S=9, R=2, D=3, subjects="zipf"), 1),
                        (TaskConfig(S=8, R=4, D=8), 2)]:
         table = fact_table(task, seed)
-        got = float(relation_only_accuracy_fn(task, table))
+        got = number(relation_only_accuracy_fn(task, table), "relation_only_accuracy_fn")
         want = _relation_only_reference(task, table)
         assert abs(got - 1 / task.D) > 1e-6 or abs(want - 1 / task.D) < 1e-6, (
             "1/D is what a uniform guess inside A_r gets; the best guess is the most frequent answer of the "

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import torch
 
-from . import close, passed
+from . import checker, close, number, passed, tensor
 from ..embeddings import gaussian_embeddings
 from ..models import ModelConfig, parameter_count
 
 
+@checker
 def test_parameter_count(parameter_count_fn) -> None:
     """``parameter_count_fn(d, H, d_h, m)`` must return the paper's count 4 H d_h d + 2 m d."""
     for d, H, d_h, m in [(32, 8, 4, 64), (64, 1, 16, 0), (16, 4, 4, 256), (128, 32, 2, 8)]:
-        got = int(parameter_count_fn(d, H, d_h, m))
+        got = int(number(parameter_count_fn(d, H, d_h, m), "parameter_count_fn", integer=True))
         want = parameter_count(ModelConfig(vocab_size=2, num_answers=1, d=d, H=H, d_h=d_h, m=m))["total"]
         assert got != 3 * H * d_h * d + d_h * d + 2 * m * d or got == want, (
             "W_O maps all H heads back to R^d: it is (H d_h) x d, so it has H d_h d entries, not d_h d")
@@ -21,13 +22,13 @@ def test_parameter_count(parameter_count_fn) -> None:
     passed("test_parameter_count")
 
 
+@checker
 def test_own_answer_target(own_answer_target_fn) -> None:
     """``own_answer_target_fn(U_rows)`` for k unembeddings (k, d) must return the least-norm t (d,) with
     U_rows @ t = 1 (a vote of exactly 1 for each of the k answers)."""
     U = gaussian_embeddings(40, 16, 3)  # (40, d)
     rows = U[[1, 5, 9, 20]]  # (k, d)
-    t = own_answer_target_fn(rows)
-    assert isinstance(t, torch.Tensor) and t.shape == (16,), f"return a vector of shape (d,) = (16,); got {getattr(t, 'shape', t)}"
+    t = tensor(own_answer_target_fn(rows), (16,), "own_answer_target_fn", "(d,) = (16,)")
     t = t.double()
     votes = rows.double() @ t
     if close(t, rows.double().sum(0)):
@@ -42,12 +43,13 @@ def test_own_answer_target(own_answer_target_fn) -> None:
     passed("test_own_answer_target")
 
 
+@checker
 def test_interaction_feature(interaction_feature_fn) -> None:
     """``interaction_feature_fn(a, b)`` must combine relu(+-(a + b)) and relu(+-(a - b)) into a feature with
     no main effect: f(a, b) = |a + b| - |a - b| = 2 sign(a b) min(|a|, |b|)."""
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(4000, generator=gen, dtype=torch.float64), torch.randn(4000, generator=gen, dtype=torch.float64)
-    f = torch.as_tensor(interaction_feature_fn(a, b), dtype=torch.float64)
+    f = tensor(interaction_feature_fn(a, b), what="interaction_feature_fn").double()
     assert f.shape == a.shape, f"work elementwise: expected shape {tuple(a.shape)}, got {tuple(f.shape)}"
     if close(f, torch.relu(a + b) - torch.relu(a - b)):
         raise AssertionError("relu(a + b) - relu(a - b) has a main effect: averaged over a it equals b, so the "

@@ -4,16 +4,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import close, passed
+from . import _described, checker, close, number, passed, tensor
 
 
+@checker
 def test_fit_scaling(fit_fn) -> None:
     """``fit_fn(params, facts)`` must return (slope, facts_per_param): the least-squares slope of log facts
     against log params, and the median of facts / params."""
     rng = np.random.default_rng(0)
     params = np.array([300, 800, 2000, 5000, 12000, 30000, 80000], dtype=float)
     facts = 0.12 * params ** 0.9 * np.exp(rng.normal(0, 0.05, len(params)))
-    slope, constant = (float(x) for x in fit_fn(params.tolist(), facts.tolist()))
+    out = fit_fn(params.tolist(), facts.tolist())
+    assert isinstance(out, (tuple, list)) and len(out) == 2, (
+        f"fit_fn returned {_described(out)}; expected a pair (slope, facts_per_param)")
+    slope, constant = (number(x, f"fit_fn's {name}") for x, name in zip(out, ("slope", "facts_per_param")))
     want_slope = np.polyfit(np.log(params), np.log(facts), 1)[0]
     want_constant = float(np.median(facts / params))
     if abs(slope - np.polyfit(np.log(facts), np.log(params), 1)[0]) < 1e-6:
@@ -29,6 +33,7 @@ def test_fit_scaling(fit_fn) -> None:
     passed("test_fit_scaling")
 
 
+@checker
 def test_masked_cross_entropy(loss_fn) -> None:
     """``loss_fn(logits, answers, num_answers)`` for padded logits (n, B, A_max), answers (n, B) and the true
     answer counts (n,) must return each run's mean cross-entropy over its own first num_answers[r] logits, (n,)."""
@@ -37,9 +42,7 @@ def test_masked_cross_entropy(loss_fn) -> None:
     num = torch.tensor([12, 5, 8])
     logits = torch.randn(n, B, A, generator=gen, dtype=torch.float64)
     answers = torch.stack([torch.randint(int(k), (B,), generator=gen) for k in num])
-    got = loss_fn(logits.clone(), answers, num)
-    assert isinstance(got, torch.Tensor) and got.shape == (n,), (
-        f"return one loss per run, shape (n,) = ({n},); got {getattr(got, 'shape', got)}")
+    got = tensor(loss_fn(logits.clone(), answers, num), (n,), "loss_fn", f"(n,) = ({n},): one loss per run")
     want = torch.stack([torch.nn.functional.cross_entropy(logits[r, :, :k], answers[r]) for r, k in enumerate(num)])
     unmasked = torch.nn.functional.cross_entropy(logits.reshape(-1, A), answers.reshape(-1), reduction="none")
     if close(got, unmasked.reshape(n, B).mean(1)):
@@ -57,6 +60,7 @@ def test_masked_cross_entropy(loss_fn) -> None:
     passed("test_masked_cross_entropy")
 
 
+@checker
 def test_adam_step(adam_fn) -> None:
     """``adam_fn(w, grad, m, v, step, lr)`` for batched weights w (n, ...) and one learning rate per run lr (n,)
     must return the new (w, m, v) of Adam (beta1 0.9, beta2 0.999, eps 1e-8) with bias correction at ``step``."""
@@ -70,7 +74,9 @@ def test_adam_step(adam_fn) -> None:
     lr = torch.tensor([1e-3, 3e-3, 1e-2], dtype=torch.float64)
     step = 3
     out = adam_fn(w.clone(), grad.clone(), m.clone(), v.clone(), step, lr.clone())
-    assert isinstance(out, tuple) and len(out) == 3, "return the tuple (w, m, v)"
+    assert isinstance(out, tuple) and len(out) == 3, f"adam_fn returned {_described(out)}; return the tuple (w, m, v)"
+    for x, name in zip(out, "wmv"):
+        tensor(x, what=f"adam_fn's {name}")
     w2, m2, v2 = (torch.as_tensor(x, dtype=torch.float64) for x in out)
     m_want = 0.9 * m + 0.1 * grad
     v_want = 0.999 * v + 0.001 * grad ** 2
@@ -93,6 +99,7 @@ def test_adam_step(adam_fn) -> None:
     passed("test_adam_step")
 
 
+@checker
 def test_capacity_from_outcomes(capacity_fn) -> None:
     """``capacity_fn(outcomes)`` for {n: reached} from a search (possibly not monotone) must return the largest
     n that reached the threshold below the smallest n that failed (0 if even the smallest tried n failed)."""
@@ -107,6 +114,7 @@ def test_capacity_from_outcomes(capacity_fn) -> None:
                                  "largest success below the smallest failure")
         if outcomes == cases[2][0] and got is None:
             raise AssertionError("when every n failed, return 0 (nothing is stored), not None")
-        assert got == want, f"outcomes {outcomes}: expected {want}, got {got}"
+        got = number(got, "capacity_fn", integer=True)
+        assert got == want, f"outcomes {outcomes}: expected {want}, got {got:g}"
     passed("test_capacity_from_outcomes")
 

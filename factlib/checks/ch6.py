@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from . import passed
+from . import _described, checker, number, passed
 from ..dynamics import growth_rates, partial_log_probs
 
 
@@ -14,11 +14,10 @@ def _number(x, what: str) -> float:
     if isinstance(x, torch.Tensor):
         assert x.numel() == 1, f"{what}: return one number (the mean over the batch), not a tensor of shape " \
                                f"{tuple(x.shape)}"
-        return float(x)
-    assert isinstance(x, (int, float, np.floating)), f"{what}: return a number, not {type(x).__name__}"
-    return float(x)
+    return number(x, what)
 
 
+@checker
 def test_partial_losses(partial_losses_fn) -> None:
     """``partial_losses_fn(logits, answers, D)`` -> (relation-only loss, subject-only loss), batch means.
 
@@ -29,7 +28,8 @@ def test_partial_losses(partial_losses_fn) -> None:
     logits = 2.0 * torch.randn(B, R * D, generator=gen, dtype=torch.float64)  # (B, R D)
     answers = torch.randint(R * D, (B,), generator=gen)  # (B,)
     out = partial_losses_fn(logits, answers, D)
-    assert isinstance(out, (tuple, list)) and len(out) == 2, "return a pair (relation_loss, subject_loss)"
+    assert isinstance(out, (tuple, list)) and len(out) == 2, (
+        f"partial_losses_fn returned {_described(out)}; return a pair (relation_loss, subject_loss)")
     rel, sub = (_number(x, name) for x, name in zip(out, ("relation_loss", "subject_loss")))
     _, ref_rel, ref_sub = (-x.mean().item() for x in partial_log_probs(logits, answers, D))
     p = torch.softmax(logits, dim=-1).reshape(B, R, D)  # (B, R, D)
@@ -55,11 +55,13 @@ def test_partial_losses(partial_losses_fn) -> None:
     passed("test_partial_losses")
 
 
+@checker
 def test_growth_rates(growth_rates_fn) -> None:
     """``growth_rates_fn(S, R, D)`` -> (c_relation, c_subject), the linear-phase rates of chapter 6."""
     for S, R, D in [(16, 4, 8), (8, 16, 8), (30, 3, 5), (12, 2, 12)]:
         out = growth_rates_fn(S, R, D)
-        assert isinstance(out, (tuple, list)) and len(out) == 2, "return a pair (c_relation, c_subject)"
+        assert isinstance(out, (tuple, list)) and len(out) == 2, (
+            f"growth_rates_fn returned {_described(out)}; return a pair (c_relation, c_subject)")
         c_rel, c_sub = (_number(x, name) for x, name in zip(out, ("c_relation", "c_subject")))
         ref = growth_rates(S, R, D)
         assert c_rel > 0 and c_sub > 0, "the rates are positive: the relevant weights grow from zero"
@@ -85,6 +87,7 @@ def _reference_escape_step(rate: float, init_scale: float, lrs) -> int | None:
     return int(hit[0]) if hit.size else None
 
 
+@checker
 def test_escape_step(escape_step_fn) -> None:
     """``escape_step_fn(rate, init_scale, lrs)``: first step k with lrs[0] + ... + lrs[k-1] >= ln(1/eps) / rate,
     or None if the whole schedule is too short (leading-order escape of chapter 6)."""
