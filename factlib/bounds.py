@@ -127,12 +127,22 @@ def variant_bounds(variant: str, n: int, p: float, accuracy: float = 1.0, D: int
 CONSTRUCTION_NAMES = ("attention_only", "attention_mlp")
 
 
-def _fewest_heads(task, d: int) -> int | None:
-    """Fewest heads H >= 2 whose load meets the selection condition of chapter 4 at width d, or None."""
-    from .constructions import head_load, predicted_max_head_load
+def head_loads(S: int, R: int) -> list[int]:
+    """The largest head load of ``constructions.assign_heads`` for every H = 0 .. S + R (index H; entry 0 unused),
+    by arithmetic instead of building the split: relations on H_r heads, subjects on H - H_r, H_r minimising the
+    larger of ceil(R / H_r) and ceil(S / (H - H_r)); one head holds everything."""
+    loads = [S + R, S + R]
+    for H in range(2, S + R + 1):
+        loads.append(min(max(-(-R // h), -(-S // (H - h))) for h in range(1, H)))
+    return loads
 
-    for H in range(2, task.S + task.R + 1):
-        if head_load(task, H) <= predicted_max_head_load(task, d, H):
+
+def _fewest_heads(task, d: int, loads: list[int]) -> int | None:
+    """Fewest heads H >= 2 whose load meets the selection condition of chapter 4 at width d, or None."""
+    from .constructions import predicted_max_head_load
+
+    for H in range(2, len(loads)):
+        if loads[H] <= predicted_max_head_load(task, d, H):
             return H
     return None
 
@@ -146,7 +156,7 @@ def construction_parameters(S: int, R: int, D: int, construction: str, d_max: in
     Counts are the paper's 4 H d_h d + 2 m d. Returns {"d", "H", "d_h", "m", "attention", "mlp", "params"};
     params is inf when no d up to ``d_max`` works.
     """
-    from .constructions import head_load, predicted_min_d, predicted_min_features
+    from .constructions import predicted_min_d, predicted_min_features
     from .task import TaskConfig
 
     S, R, D = _sizes(S, R, D)
@@ -156,11 +166,12 @@ def construction_parameters(S: int, R: int, D: int, construction: str, d_max: in
     start = max(8, math.ceil(predicted_min_d(task))) if construction == "attention_only" else 8
     best = {"d": None, "H": None, "d_h": None, "m": None, "attention": math.inf, "mlp": math.inf,
             "params": math.inf}
+    loads = head_loads(S, R)
     d = start
     while d <= d_max:
-        H = _fewest_heads(task, d)
+        H = _fewest_heads(task, d, loads)
         if H is not None:
-            d_h = head_load(task, H)
+            d_h = loads[H]
             m = 0
             if construction == "attention_mlp":
                 features = predicted_min_features(task, d)

@@ -195,3 +195,13 @@ def test_bounds_figure_is_registered_and_runs_tiny(monkeypatch):
     t = rows[2]
     assert t["fano_bits"] == pytest.approx(B.fano_bits(4, 4, 4, t["accuracy"]))
     assert t["params"] == t["params_paper"] + 16
+
+
+def test_head_loads_match_the_constructions_split():
+    from factlib.constructions import head_load
+    from factlib.task import TaskConfig
+
+    for S, R in [(8, 3), (16, 4), (5, 9), (1, 1)]:
+        loads = B.head_loads(S, R)
+        assert len(loads) == S + R + 1
+        assert all(loads[H] == head_load(TaskConfig(S=S, R=R, D=4), H) for H in range(1, S + R + 1))
