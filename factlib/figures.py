@@ -321,3 +321,8 @@ def _run_figure(fig: Figure, profile: str, config: dict, jobs: list[dict], dev: 
 from .scaling import SCALING_FIGURES  # noqa: E402
 
 FIGURES.update(SCALING_FIGURES)
+
+# Chapter 7's measurement (quantised memories and transformers) lives with the bounds it is compared to.
+from .bounds import BOUNDS_FIGURE  # noqa: E402
+
+FIGURES[BOUNDS_FIGURE.name] = BOUNDS_FIGURE

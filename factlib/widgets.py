@@ -424,3 +424,50 @@ def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: in
     _live(sliders, update)
     items = list(sliders.values())
     return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), image, summary])
+
+
+# ---- chapter 7: lower bounds -----------------------------------------------------------------------------------
+
+def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: float = 1.0) -> w.VBox:
+    """Chapter 7: the parameters a table (S, R, D) needs at p bits per parameter and a given accuracy (Corollary 1
+    and Theorem 8, as reconstructed) beside the predicted sizes of chapter 4's two constructions. Formulas only:
+    a slider move costs milliseconds. Image/HTML widgets, as in ``prompt_explorer``."""
+    from .bounds import construction_parameters, fano_bits, table_bits
+
+    sliders = {
+        "S": w.IntSlider(value=S, min=2, max=512, description="S", continuous_update=False),
+        "R": w.IntSlider(value=R, min=1, max=64, description="R", continuous_update=False),
+        "D": w.IntSlider(value=D, min=2, max=64, description="D", continuous_update=False),
+        "p": w.IntSlider(value=p, min=1, max=32, description="bits p", continuous_update=False),
+        "accuracy": w.FloatSlider(value=accuracy, min=0.5, max=1.0, step=0.005, readout_format=".3f",
+                                  description="accuracy", continuous_update=False),
+    }
+    image, summary = w.Image(format="png"), w.HTML()
+
+    def update() -> None:
+        S, R, D, p, acc = (sliders[k].value for k in sliders)
+        bits = fano_bits(S, R, D, acc)
+        sizes = {name: construction_parameters(S, R, D, name) for name in ("attention_only", "attention_mlp")}
+        bars = {f"bound at\n{p} bits": bits / p, "bound at\n2 bits": bits / 2,
+                "attention\nonly": sizes["attention_only"]["params"], "attention\n+ MLP": sizes["attention_mlp"]["params"]}
+        fig, ax = figure(width=5.6, height=2.8)
+        shown = {k: v for k, v in bars.items() if 0 < v < float("inf")}
+        ax.bar(list(shown), list(shown.values()), color=[COLORS[7], "#888888", COLORS[0], COLORS[3]][:len(shown)])
+        ax.set_yscale("log")
+        ax.set_ylabel("parameters")
+        ax.set_title(f"S R = {S * R} facts, {bits:.0f} bits needed at accuracy {acc:.3f}", fontsize=9)
+        image.value = _png(fig)
+        lines = [f"table: {table_bits(S, R, D):.0f} bits; Theorem 8 at accuracy {acc:.3f}: {bits:.0f} bits, "
+                 f"so P >= {bits / p:.0f} parameters at p = {p} bits"]
+        for name, size in sizes.items():
+            if size["params"] == float("inf"):
+                lines.append(f"{name}: no width d <= 4096 meets the chapter 4 conditions")
+                continue
+            ratio = size["params"] / (bits / p) if bits > 0 else float("inf")
+            lines.append(f"{name}: d = {size['d']}, H = {size['H']}, d_h = {size['d_h']}, m = {size['m']}: "
+                         f"{size['params']:.3g} parameters, {ratio:.3g} x the bound")
+        summary.value = "<pre>" + "\n".join(lines) + "</pre>"
+
+    _live(sliders, update)
+    items = list(sliders.values())
+    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), image, summary])
