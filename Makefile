@@ -18,7 +18,8 @@ VENDOR_STAMP := $(VENDOR)/.stamp-$(subst /,-,$(HTML_MANAGER))-$(REQUIREJS)
 HTML := _build/html
 # Chapters that train: their printed numbers depend on the processor's rounding and carry stated tolerances
 # (tools/nbval_tolerance.py). `make test` runs them a second time with another choice of CPU kernels.
-TRAINING_CHAPTERS := book/01_linear_memory.ipynb book/02_mlp_memory.ipynb book/05_training_transformers.ipynb
+TRAINING_CHAPTERS := book/01_linear_memory.ipynb book/02_mlp_memory.ipynb book/05_training_transformers.ipynb \
+	book/07_lower_bounds.ipynb
 NBVAL := -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 # `make execute CHAPTERS=book/01_linear_memory.ipynb` re-runs one chapter; empty: all of them
 CHAPTERS ?=
