@@ -22,9 +22,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ._validate import check_choice, check_int
+from .progress import progress_bar
 
 EXECUTORS = ("inline", "processes", "dask")
 SCHEDULER_PROTOCOLS = ("tcp://", "tls://", "ucx://", "inproc://")
@@ -127,7 +126,7 @@ def run_sweep(jobs: Iterable[dict], fn: Callable[[dict], object], store: ResultS
         distinct.setdefault(key, job)
     todo = {key: job for key, job in distinct.items() if store is None or key not in store.results}
     done: dict[str, object] = {}
-    bar = tqdm(desc=desc, disable=not progress, initial=len(distinct) - len(todo), total=len(distinct))
+    bar = progress_bar(desc=desc, disable=not progress, initial=len(distinct) - len(todo), total=len(distinct))
 
     def finish(key: str, result) -> None:
         if store is not None:
