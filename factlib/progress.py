@@ -2,7 +2,8 @@
 
 ``progress_bar`` takes tqdm's arguments. In a terminal or a script it is tqdm's text bar. In a Jupyter kernel
 it is ``tqdm.notebook``'s widget bar, shown under a display id; when the bar closes, that display is replaced by
-the bar's final line (``desc: 100%|██████████| 12/12 [00:31<00:00, 2.6s/it]``) and the bar's widgets are closed.
+the bar's final line (``desc: 100%|██████████| 12/12 [00:31<00:00, 2.6s/it]``) and the bar's widgets are closed
+(tools/execute_notebooks.py stores no state for closed widgets).
 
 A kernel cannot tell a reader's JupyterLab from nbclient storing a chapter's outputs, so both see the same
 thing: a live widget while the work runs, then the line. The stored output, nbval and the HTML book hold one
@@ -50,4 +51,6 @@ if _tqdm_notebook is not None:
             line = self.format_meter(**self.format_dict) if leave else ""
             handle.update({"text/plain": line}, raw=True)
             for widget in (*self.container.children, self.container):
-                widget.close()
+                for model in (getattr(widget, "style", None), widget.layout, widget):
+                    if model is not None:
+                        model.close()
