@@ -87,11 +87,12 @@ execute: venv
 
 # JupyterLab on this machine only (127.0.0.1), serving book/, with the kernel $(KERNEL) as its only kernel, started
 # without asking, and no news or update checks: tools/jupyter/, which tests/test_lab.py uses too. It prints the
-# address to open, token included.
+# address to open, token included. `make lab LAB_ARGS=--ServerApp.port=9000` passes options on.
+LAB_ARGS ?=
 lab: venv
 	@echo "Starting JupyterLab: open the http://127.0.0.1:...?token=... address it prints. Kernel: Python ($(KERNEL))."
 	JUPYTER_CONFIG_PATH="$(CURDIR)/tools/jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
-		$(VENV)/bin/jupyter lab --ServerApp.root_dir=book
+		$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(LAB_ARGS)
 
 clean:
 	rm -rf _build $(VENDOR) .pytest_cache

@@ -2,15 +2,16 @@
 
 A module fixture starts JupyterLab as `make lab` does (the configuration in tools/jupyter/: 127.0.0.1 only,
 the kernel factlib-book and no other, started without asking, no news or update checks), on a free port with
-a random token, serving a
-temporary copy of book/ (nothing in the repository changes), with Jupyter's config, data, runtime, settings and
-workspace folders in a temporary folder; kernels import this checkout's factlib. The browser reaches 127.0.0.1
-only: any other request is aborted and fails the test. At the end the server is shut down and every process it
-started, kernels included, is waited for (and killed if it outlives the shutdown).
+a random token, serving a temporary copy of book/ (nothing in the repository changes), with Jupyter's config,
+data, runtime, settings and workspace folders in a temporary folder; kernels import this checkout's factlib.
+The browser reaches 127.0.0.1 only: any other request is aborted and fails the test. At the end the server is
+shut down and every process it started, kernels included, is waited for (killed, and the test fails, if one
+outlives the shutdown).
 
 - Chapter 3 runs top to bottom (Run > Run All Cells) with no error, in the factlib-book kernel, and its
   explorer redraws when its seed slider moves.
-- An exercise: its cell edited by typing shows the checker's verdict, a misconception and then a pass.
+- An exercise (chapter 3's information_bits): its cell, edited by typing, run with Shift+Enter, shows the
+  checker's verdict: the misconception typed in, then a pass.
 - A long cell's progress bar (factlib.progress) is tqdm's widget while it runs and one line of text after.
 
 Set LAB_TEST_SCREENSHOTS=DIR to save a screenshot of the page at the end of each test.
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 import nbformat
 import psutil
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -123,8 +125,11 @@ class Lab:
 
     def stop(self) -> list[str]:
         """Shut the server down and wait for every process it started; returns those that had to be killed."""
-        server = psutil.Process(self.process.pid)
-        processes = [server, *server.children(recursive=True)]  # kernels run in sessions of their own
+        try:
+            server = psutil.Process(self.process.pid)
+            processes = [server, *server.children(recursive=True)]  # kernels run in sessions of their own
+        except psutil.NoSuchProcess:
+            processes = []
         try:
             self.api("shutdown", "POST")  # shuts the kernels down, then the server
         except OSError:
@@ -151,8 +156,6 @@ class Lab:
 def browser():
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} not found: run `make system-deps` (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         # Never Playwright's own browser download: the system Chromium only.
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -298,13 +301,13 @@ def test_chapter_runs_in_the_book_kernel(chapter, lab):
 def test_explorer_responds_live(chapter):
     explorer = chapter.cell("prompt_explorer(").locator(".jp-OutputArea .jupyter-widgets.widget-vbox").first
     images = explorer.locator("img")
-    assert images.count() == 2, "the explorer shows the prompts and the fact table"
+    expect(images).to_have_count(2)  # the prompts and the fact table
     before = images.evaluate_all("imgs => imgs.map(i => i.src)")
     seed = explorer.locator(".widget-slider").filter(has=chapter.page.locator(".widget-label", has_text="seed"))
-    assert seed.locator(".widget-readout").inner_text().strip() == "0"
+    expect(seed.locator(".widget-readout")).to_have_text("0")
     seed.locator(".noUi-handle").focus()
     chapter.page.keyboard.press("ArrowRight")
-    assert seed.locator(".widget-readout").inner_text().strip() == "1"
+    expect(seed.locator(".widget-readout")).to_have_text("1")
     # The kernel redraws both figures for the new seed, and the Image widgets show them.
     chapter.page.wait_for_function(
         "([imgs, before]) => imgs.every((img, k) => img.src !== before[k] && img.complete && img.naturalWidth > 0)",
