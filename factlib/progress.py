@@ -11,29 +11,29 @@ line of text, never a widget snapshot of a finished bar nor a stream of carriage
 """
 from __future__ import annotations
 
-from tqdm.auto import tqdm as _auto_tqdm
+import sys
+from functools import cache
 
-try:
-    from tqdm.notebook import tqdm_notebook as _tqdm_notebook
-except ImportError:  # no ipywidgets: tqdm.auto is the text bar then
-    _tqdm_notebook = None
+from tqdm.auto import tqdm as _auto_tqdm
 
 
 def progress_bar(iterable=None, **kwargs):
     """A tqdm bar (same arguments as ``tqdm.tqdm``): the widget-then-line bar in a Jupyter kernel, else text."""
-    if _tqdm_notebook is not None and issubclass(_auto_tqdm, _tqdm_notebook):
-        return _NotebookLineBar(iterable, **kwargs)
+    notebook = sys.modules.get("tqdm.notebook")  # tqdm.auto imports it only in a kernel with ipywidgets
+    if notebook is not None and issubclass(_auto_tqdm, notebook.tqdm_notebook):
+        return _notebook_line_bar()(iterable, **kwargs)
     return _auto_tqdm(iterable, **kwargs)
 
 
-if _tqdm_notebook is not None:
+@cache
+def _notebook_line_bar() -> type:
+    from IPython.display import display
+    from tqdm.notebook import tqdm_notebook
 
-    class _NotebookLineBar(_tqdm_notebook):
+    class NotebookLineBar(tqdm_notebook):
         """``tqdm.notebook``'s bar, displayed under a display id that its final text line replaces on close."""
 
         def __init__(self, *args, **kwargs):
-            from IPython.display import display
-
             kwargs["display"] = False  # displayed here instead, with a display id
             kwargs.pop("delay", None)  # shown at once: a delayed bar would be displayed without the id
             super().__init__(*args, **kwargs)
@@ -54,3 +54,5 @@ if _tqdm_notebook is not None:
                 for model in (getattr(widget, "style", None), widget.layout, widget):
                     if model is not None:
                         model.close()
+
+    return NotebookLineBar
