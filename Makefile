@@ -8,6 +8,9 @@ PYTHON_BOOT := $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.stamp
+# The chapters' kernel: this environment's Python under a name of its own, installed inside .venv (--sys-prefix).
+KERNEL := factlib-book
+KERNELSPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 
 VENDOR := _static/vendor
 HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
@@ -26,7 +29,7 @@ CHAPTERS ?=
 
 .PHONY: venv vendor book build test unit-test nbval system-deps execute lab clean
 
-venv: $(VENV_STAMP)
+venv: $(VENV_STAMP) $(KERNELSPEC)
 
 $(VENV_STAMP): requirements.txt $(wildcard pyproject.toml)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -34,6 +37,9 @@ $(VENV_STAMP): requirements.txt $(wildcard pyproject.toml)
 	$(PY) -m pip install -r requirements.txt
 	$(if $(wildcard pyproject.toml),$(PY) -m pip install -e .)
 	touch $@
+
+$(KERNELSPEC): $(VENV_STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))"
 
 # Widget JavaScript served from this site, never from a CDN.
 vendor: $(VENDOR_STAMP)
@@ -80,8 +86,14 @@ nbval: venv
 execute: venv
 	$(PY) tools/execute_notebooks.py $(CHAPTERS)
 
+# JupyterLab on this machine only (127.0.0.1), serving book/, with the kernel $(KERNEL) as its only kernel, started
+# without asking, and no news or update checks: tools/jupyter/, which tests/test_lab.py uses too. It prints the
+# address to open, token included. `make lab LAB_ARGS=--ServerApp.port=9000` passes options on.
+LAB_ARGS ?=
 lab: venv
-	$(VENV)/bin/jupyter lab book/
+	@echo "Starting JupyterLab: open the http://127.0.0.1:...?token=... address it prints. Kernel: Python ($(KERNEL))."
+	JUPYTER_CONFIG_PATH="$(CURDIR)/tools/jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+		$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(LAB_ARGS)
 
 clean:
 	rm -rf _build $(VENDOR) .pytest_cache

@@ -430,8 +430,8 @@ def _train(cfg: DynamicsConfig, method: str, device, dtype, keep, progress) -> C
 
     iterator = range(cfg.steps)
     if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc=f"{cfg.model}/{method}")
+        from .progress import progress_bar
+        iterator = progress_bar(iterator, desc=f"{cfg.model}/{method}")
     for k in iterator:
         log(k)
         if record["total"] and not math.isfinite(record["total"][-1]):

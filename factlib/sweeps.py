@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from tqdm.auto import tqdm
 
 from ._validate import check_choice, check_int
+from .progress import progress_bar
 
 EXECUTORS = ("inline", "processes", "dask")
 SCHEDULER_PROTOCOLS = ("tcp://", "tls://", "ucx://", "inproc://")
@@ -302,7 +302,7 @@ def run_sweep(jobs: Iterable[dict], fn: Callable[[dict], object], store: ResultS
         stats.jobs_recomputed_invalid = sum(store is not None and key in store.rejected for key in todo)
         stats.reused_wall_s = sum(store.wall_s(job) for job in reused)
     done: dict[str, object] = {}
-    bar = tqdm(desc=desc, disable=not progress, initial=len(distinct) - len(todo), total=len(distinct))
+    bar = progress_bar(desc=desc, disable=not progress, initial=len(distinct) - len(todo), total=len(distinct))
 
     def finish(key: str, timed: tuple[object, float]) -> None:
         result, seconds = timed

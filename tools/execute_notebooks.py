@@ -17,9 +17,20 @@ from nbclient import NotebookClient
 BOOK = Path(__file__).resolve().parent.parent / "book"
 
 
+class _Client(NotebookClient):
+    """Stores no widget state for widgets closed during the run (factlib.progress closes a finished bar's):
+    a closed widget is shown nowhere, live or in the HTML."""
+
+    def handle_comm_msg(self, outs, msg, cell_index):
+        super().handle_comm_msg(outs, msg, cell_index)
+        if msg["msg_type"] == "comm_close":
+            self.widget_state.pop(msg["content"]["comm_id"], None)
+            self.widget_buffers.pop(msg["content"]["comm_id"], None)
+
+
 def execute(path: Path, timeout: int) -> None:
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
+    client = _Client(
         nb,
         kernel_name="python3",
         timeout=timeout,
