@@ -20,9 +20,10 @@ VENDOR_STAMP := $(VENDOR)/.stamp-$(subst /,-,$(HTML_MANAGER))-$(REQUIREJS)
 
 HTML := _build/html
 # Chapters that train: their printed numbers depend on the processor's rounding and carry stated tolerances
-# (tools/nbval_tolerance.py). `make test` runs them a second time with another choice of CPU kernels.
-TRAINING_CHAPTERS := book/01_linear_memory.ipynb book/02_mlp_memory.ipynb book/05_training_transformers.ipynb \
-	book/07_lower_bounds.ipynb
+# (tools/nbval_tolerance.py). `make test` runs these a second time with another choice of CPU kernels; chapter 2
+# (the slowest, checked the same way by hand: see README) is left out of that second pass to keep `make test`
+# within 15 minutes on two cores.
+OTHER_KERNELS_CHAPTERS := book/01_linear_memory.ipynb book/05_training_transformers.ipynb book/07_lower_bounds.ipynb
 NBVAL := -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 # `make execute CHAPTERS=book/01_linear_memory.ipynb` re-runs one chapter; empty: all of them
 CHAPTERS ?=
@@ -80,7 +81,7 @@ unit-test: venv
 # (no AVX2/AVX-512) and MKL's processor-independent code path round differently from this machine's.
 nbval: venv
 	$(PY) $(NBVAL) book/
-	ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE $(PY) $(NBVAL) $(TRAINING_CHAPTERS)
+	ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE $(PY) $(NBVAL) $(OTHER_KERNELS_CHAPTERS)
 
 # Re-run every chapter and store outputs and widget state (then commit the notebooks).
 execute: venv
