@@ -60,7 +60,9 @@ book: venv vendor build
 
 # Notebooks are never executed here (execute_notebooks: off). -W turns every warning into an error;
 # --all re-reads every page, so a warning cannot hide in an unchanged page of an incremental build.
+# The old HTML goes first: a page or asset the book no longer makes must not survive from an earlier build.
 build:
+	rm -rf $(HTML)
 	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going --builder html
 	@echo "Built $(HTML)/index.html"
 
