@@ -24,7 +24,7 @@ NBVAL := -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval
 # `make execute CHAPTERS=book/01_linear_memory.ipynb` re-runs one chapter; empty: all of them
 CHAPTERS ?=
 
-.PHONY: venv vendor book build test unit-test nbval system-deps execute lab clean
+.PHONY: venv vendor book build test unit-test nbval system-deps execute assignments lab clean
 
 venv: $(VENV_STAMP)
 
@@ -80,8 +80,13 @@ nbval: venv
 execute: venv
 	$(PY) tools/execute_notebooks.py $(CHAPTERS)
 
+# The course edition: one nbgrader assignment per chapter, generated from book/ into _assignments/ (git-ignored):
+# source/ (the chapters, with solutions), release/ (the student version), gradebook.db. See book/instructors.md.
+assignments: venv
+	$(PY) tools/assignments.py
+
 lab: venv
 	$(VENV)/bin/jupyter lab book/
 
 clean:
-	rm -rf _build $(VENDOR) .pytest_cache
+	rm -rf _build $(VENDOR) .pytest_cache _assignments
