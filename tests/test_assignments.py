@@ -187,3 +187,19 @@ def test_endless_loop_times_out(graded):
     score, best = scores(course, "looping")
     assert 0 < score < best
     assert "did not return within" in feedback(course, "looping")
+
+
+def test_instructor_page_lists_every_exercise_with_its_points():
+    """book/instructors.md's tables give every exercise the points its nbgrader cells carry."""
+    page = (ROOT / "book" / "instructors.md").read_text()
+    listed = {label: int(points) for label, points in
+              re.findall(r"^\| \{ref\}`(ex-[\w-]+)` \| [^|]+ \| (\d+) \|", page, re.M)}
+    expected = {}
+    for path in CHAPTERS.values():
+        for c in cells(path):
+            meta = nbgrader_meta(c)
+            if meta.get("grade"):
+                label = meta["grade_id"].rsplit("-", 1)[0]
+                expected[label] = expected.get(label, 0) + meta["points"]
+    assert listed == expected
+    assert f"hold {sum(expected.values())} points" in page
