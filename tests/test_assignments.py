@@ -1,9 +1,9 @@
 """The course edition (tools/assignments.py, `make assignments`): nbgrader generates one assignment per chapter from
-book/, the student release holds no solution, and autograding chapter 4 end to end gives the reference solutions full
+book/, the student release holds no solution, and autograding chapter 3 end to end gives the reference solutions full
 marks, a blank release zero (without hanging) and a wrong submission the checker's hint in its feedback.
 
-Autograding executes whole notebooks, so only chapter 4 (seconds to run) is graded here; every chapter is generated
-and checked for leaks."""
+Autograding executes whole notebooks, so only chapter 3 (seconds to run) is graded here; every chapter is generated
+and checked for leaks, and chapter 4's hidden tests are checked to leave the release."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,7 @@ pytest.importorskip("nbgrader")
 from nbgrader.api import Gradebook  # noqa: E402
 
 CHAPTERS = assignments.chapters()
-GRADED = "ch04"
+GRADED = "ch03"
 #: seconds each checker gives the student's function while grading: the blank and looping submissions must not hang
 CHECK_TIMEOUT_S = "3"
 
@@ -130,19 +130,16 @@ def replace_solution(nb: dict, grade_id: str, code: str) -> None:
 
 @pytest.fixture(scope="module")
 def graded(course):
-    """Chapter 4 submitted by four students and autograded: the reference solutions, the blank release, one wrong
-    answer, and one function that never returns."""
+    """Chapter 3 submitted by three students and autograded: the reference solutions, the blank release, and one
+    with a wrong answer (natural logarithm for bits) and a function that never returns."""
     path = CHAPTERS[GRADED]
     submit(course, "reference", json.loads((course / "source" / GRADED / path.name).read_text()))
-    blank = json.loads((course / "release" / GRADED / path.name).read_text())
-    submit(course, "blank", blank)
+    submit(course, "blank", json.loads((course / "release" / GRADED / path.name).read_text()))
     wrong = json.loads((course / "source" / GRADED / path.name).read_text())
-    replace_solution(wrong, "ex-own-answer-target-code", "def own_answer_target(U_rows):\n    return U_rows.sum(0)\n")
+    replace_solution(wrong, "ex-information-bits-code",
+                     "import math\n\ndef information_bits(S, R, D):\n    return S * R * math.log(D)\n")
+    replace_solution(wrong, "ex-sample-prompt-code", "def sample_prompt(task, s, r, gen):\n    while True:\n        pass\n")
     submit(course, "wrong", wrong)
-    looping = json.loads((course / "source" / GRADED / path.name).read_text())
-    replace_solution(looping, "ex-interaction-feature-code",
-                     "def interaction_feature(a, b):\n    while True:\n        pass\n")
-    submit(course, "looping", looping)
     env = dict(assignments.os.environ, FACTLIB_CHECK_TIMEOUT=CHECK_TIMEOUT_S, OMP_NUM_THREADS="1")
     start = time.monotonic()
     assignments.nbgrader("autograde", GRADED, "--force", course=course, env=env, timeout=600)
@@ -152,7 +149,7 @@ def graded(course):
 
 
 def scores(course: Path, student: str) -> tuple[float, float]:
-    """(autograded score, autograded maximum) of the student's chapter 4."""
+    """(autograded score, autograded maximum) of the student's chapter 3."""
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         sub = gb.find_submission(GRADED, student)
         return sub.code_score, sub.max_code_score
@@ -172,21 +169,27 @@ def test_blank_release_gets_zero_and_finishes(graded):
     course, seconds = graded
     score, best = scores(course, "blank")
     assert best > 0 and score == 0
-    assert seconds < 400, f"autograding four submissions took {seconds:.0f} s"
+    assert seconds < 300, f"autograding three submissions took {seconds:.0f} s"
 
 
 def test_wrong_submission_gets_the_checkers_hint(graded):
     course, _ = graded
     score, best = scores(course, "wrong")
     assert 0 < score < best
-    assert "the Hebbian sum of the k rows" in feedback(course, "wrong")
+    page = feedback(course, "wrong")
+    assert "use log base 2: the information is counted in bits" in page
+    # the endless loop was stopped by the checker's time limit, and the exercises after it were still graded
+    assert "did not return within" in page
 
 
-def test_endless_loop_times_out(graded):
-    course, _ = graded
-    score, best = scores(course, "looping")
-    assert 0 < score < best
-    assert "did not return within" in feedback(course, "looping")
+def test_hidden_tests_leave_the_release_and_come_back_for_grading(course):
+    """Chapter 4 asks for m_equal, checked by a hidden test: not in the release, but in the gradebook's copy of
+    the test cell, which nbgrader restores when it grades."""
+    path = CHAPTERS["ch04"]
+    assert "m_equal == 128" not in (course / "release" / "ch04" / path.name).read_text()
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        cell = gb.find_source_cell("ex-param-count-tests", path.stem, "ch04")
+        assert "m_equal == 128" in cell.source
 
 
 def test_instructor_page_lists_every_exercise_with_its_points():
