@@ -28,7 +28,7 @@ NBVAL := -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval
 # `make execute CHAPTERS=book/01_linear_memory.ipynb` re-runs one chapter; empty: all of them
 CHAPTERS ?=
 
-.PHONY: venv vendor book build test unit-test nbval system-deps execute lab clean
+.PHONY: venv vendor book build test unit-test nbval system-deps execute assignments lab clean
 
 venv: $(VENV_STAMP) $(KERNELSPEC)
 
@@ -89,6 +89,11 @@ nbval: venv
 execute: venv
 	$(PY) tools/execute_notebooks.py $(CHAPTERS)
 
+# The course edition: one nbgrader assignment per chapter, generated from book/ into _assignments/ (git-ignored):
+# source/ (the chapters, with solutions), release/ (the student version), gradebook.db. See book/instructors.md.
+assignments: venv
+	$(PY) tools/assignments.py
+
 # JupyterLab on this machine only (127.0.0.1), serving book/, with the kernel $(KERNEL) as its only kernel, started
 # without asking, and no news or update checks: tools/jupyter/, which tests/test_lab.py uses too. It prints the
 # address to open, token included. `make lab LAB_ARGS=--ServerApp.port=9000` passes options on.
@@ -99,4 +104,4 @@ lab: venv
 		$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(LAB_ARGS)
 
 clean:
-	rm -rf _build $(VENDOR) .pytest_cache
+	rm -rf _build $(VENDOR) .pytest_cache _assignments

@@ -343,3 +343,48 @@ def test_book_shows_numbered_theorem_and_exercise(pages):
             "els => els.map(e => e.textContent.trim())")
     assert any(re.match(r"^(Theorem|Lemma|Proposition|Definition|Corollary) \d", t) for t in titles), titles
     assert any(re.match(r"^Exercise \d", t) for t in titles), titles
+
+
+# ---------------------------------------------------------------- exercises and their solutions
+
+_CHAPTERS = [d for d in DOCNAMES if is_notebook(d)]
+
+
+@needs_build
+@pytest.mark.parametrize("docname", _CHAPTERS)
+def test_solutions_stay_hidden_until_opened(pages, docname):
+    """Every exercise is followed by one collapsed solution box. No solution code (the cells with `BEGIN SOLUTION`)
+    and no checker output (`All tests in ... passed!`) is visible before the reader opens a box, and none lies
+    outside a box; each exercise with code names its checker outside the box. Clicking a box's title opens that
+    box where it is: the page does not navigate or jump back to the exercise."""
+    page = pages(docname).page
+    n_exercises = page.locator("div.exercise").count()
+    solutions = page.locator("div.solution")
+    assert n_exercises and solutions.count() == n_exercises, (
+        f"{docname}: {n_exercises} exercises, {solutions.count()} solution boxes")
+    outside = page.eval_on_selector_all(
+        "div.cell", """cells => cells.filter(c => !c.closest('div.solution'))
+                                  .map(c => c.textContent)
+                                  .filter(t => t.includes('BEGIN SOLUTION') || /All tests in \\w+ passed!/.test(t))""")
+    assert not outside, f"{docname}: solution code or checker output outside a solution box: {outside[:1]}"
+    visible_text = page.evaluate("() => document.querySelector('article').innerText")
+    assert "BEGIN SOLUTION" not in visible_text and "passed!" not in visible_text, (
+        f"{docname}: solution code or checker output visible before a box is opened")
+    with_code = page.eval_on_selector_all(
+        "div.solution", "els => els.filter(e => e.textContent.includes('BEGIN SOLUTION')).length")
+    named = page.eval_on_selector_all(
+        "div.exercise", "els => els.filter(e => /is checked by ch\\d\\.test_\\w+/.test(e.innerText)).length")
+    assert with_code and named == with_code, f"{docname}: {with_code} code solutions, {named} exercises name a checker"
+
+    first = solutions.first
+    content = first.locator(":scope > :not(.admonition-title)").first
+    assert not content.is_visible(), f"{docname}: the first solution box is open before a click"
+    url = page.url
+    first.locator(".admonition-title").click()
+    page.wait_for_timeout(300)
+    assert content.is_visible(), f"{docname}: clicking the solution's title did not open it"
+    assert page.url == url, f"{docname}: clicking the solution's title navigated to {page.url}"
+    box_top = first.evaluate("e => e.getBoundingClientRect().top")
+    assert -50 < box_top < 900, f"{docname}: the page jumped away from the opened box (its top at {box_top:.0f} px)"
+    first.locator(".admonition-title").click()  # closed again for the other tests on this page
+    page.wait_for_timeout(300)
