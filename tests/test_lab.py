@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import nbformat
 import psutil
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -41,8 +41,6 @@ LAB_CONFIG = ROOT / "tools" / "jupyter"  # on JUPYTER_CONFIG_PATH, as in `make l
 KERNEL = "factlib-book"
 CHAPTER = "03_factual_recall_task.ipynb"
 PROGRESS_NOTEBOOK = "progress_demo.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 LOCAL_HOST = "127.0.0.1"
 TIMEOUT_MS = 60_000
 RUN_ALL_TIMEOUT_S = 120
@@ -152,15 +150,6 @@ class Lab:
         return killed
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not found: run `make system-deps` (Debian package chromium)")
-    with sync_playwright() as p:
-        # Never Playwright's own browser download: the system Chromium only.
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
