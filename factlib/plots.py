@@ -35,8 +35,9 @@ STYLE = {
 }
 
 
-#: widest figure, in inches (100 CSS px each): the HTML text column at a 1400 px window, less a margin
-COLUMN_WIDTH = 7.6
+#: widest figure, in inches (100 CSS px each): a figure box in the HTML text column at a 1400 px window is 768 px,
+#: less a margin for what the inline backend's tight bounding box adds (legends beside or below the axes)
+COLUMN_WIDTH = 7.4
 #: inline PNGs and explorer images are drawn at this multiple of ``figure.dpi`` and shown at 1x size
 RESOLUTION = 2
 

@@ -423,3 +423,22 @@ def test_display_equations_fit_the_column(browser, server, docname):
         page.close()
     wide = [f"{e['label']}: {e['width']} px in {e['column']} px" for e in widths if e["width"] > e["column"]]
     assert not wide, f"{docname}: display equations wider than their column at 1400 px: {wide}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_figures_are_2x_and_shown_at_their_size(pages, docname):
+    """Output figures and explorer images are 2x PNGs shown at half their pixel width (neither blurred nor
+    stretched), within the text column (factlib.plots: RESOLUTION, COLUMN_WIDTH)."""
+    page = pages(docname).page
+    page.set_viewport_size(READER_VIEWPORT)
+    page.wait_for_timeout(200)
+    images = page.eval_on_selector_all(
+        ".cell_output img, .cell_output img.widget-image, .cell_output .widget-image",
+        """els => [...new Set(els)].map(i => ({src: i.src.slice(-24), natural: i.naturalWidth,
+                 shown: i.getBoundingClientRect().width,
+                 column: i.closest('figure, .cell_output').getBoundingClientRect().width}))""")
+    assert images, f"{docname}: no figure among the cell outputs"
+    wrong = [i for i in images if abs(i["shown"] - i["natural"] / 2) > 2 or i["shown"] > i["column"] + 1]
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert not wrong, f"{docname}: figures not shown at half their pixel width within the column: {wrong}"
