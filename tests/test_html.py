@@ -369,3 +369,57 @@ def test_solutions_stay_hidden_until_opened(pages, docname):
     assert -50 < box_top < 900, f"{docname}: the page jumped away from the opened box (its top at {box_top:.0f} px)"
     first.locator(".admonition-title").click()  # closed again for the other tests on this page
     page.wait_for_timeout(300)
+
+
+# ---------------------------------------------------------------- layout at a reader's width
+
+READER_VIEWPORT = {"width": 1400, "height": 900}
+
+# Each display equation: the width of its typeset math plus its number, against the width of the block that holds
+# both (the text column, or a box inside it). Wider math is cut off at the column's edge.
+_EQUATION_WIDTHS = """() => [...document.querySelectorAll('mjx-container[display="true"]')].map(c => {
+  const block = c.parentElement;
+  const math = c.querySelector('mjx-math') || c;
+  let left = Infinity, right = -Infinity;
+  for (const el of [math, ...math.querySelectorAll('*')]) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0) { left = Math.min(left, r.left); right = Math.max(right, r.right); }
+  }
+  const eqno = block.querySelector(':scope > .eqno');
+  const number = eqno ? eqno.getBoundingClientRect().width : 0;
+  return {label: eqno ? eqno.textContent.replace('#', '').trim() : (block.id || ''),
+          width: Math.ceil(right - left + number), column: Math.floor(block.clientWidth)};
+})"""
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_display_equations_fit_the_column(browser, server, docname):
+    page = browser.new_page(viewport=READER_VIEWPORT)
+    try:
+        page.goto(f"{server}/{docname}.html", wait_until="load", timeout=TIMEOUT_MS)
+        page.evaluate("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
+        widths = page.evaluate(_EQUATION_WIDTHS)
+    finally:
+        page.close()
+    wide = [f"{e['label']}: {e['width']} px in {e['column']} px" for e in widths if e["width"] > e["column"]]
+    assert not wide, f"{docname}: display equations wider than their column at 1400 px: {wide}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_figures_are_2x_and_shown_at_their_size(pages, docname):
+    """Output figures and explorer images are 2x PNGs shown at half their pixel width (neither blurred nor
+    stretched), within the text column (factlib.plots: RESOLUTION, COLUMN_WIDTH)."""
+    page = pages(docname).page
+    page.set_viewport_size(READER_VIEWPORT)
+    page.wait_for_timeout(200)
+    images = page.eval_on_selector_all(
+        ".cell_output img, .cell_output img.widget-image, .cell_output .widget-image",
+        """els => [...new Set(els)].map(i => ({src: i.src.slice(-24), natural: i.naturalWidth,
+                 shown: i.getBoundingClientRect().width,
+                 column: i.closest('figure, .cell_output').getBoundingClientRect().width}))""")
+    assert images, f"{docname}: no figure among the cell outputs"
+    wrong = [i for i in images if abs(i["shown"] - i["natural"] / 2) > 2 or i["shown"] > i["column"] + 1]
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert not wrong, f"{docname}: figures not shown at half their pixel width within the column: {wrong}"
