@@ -1,5 +1,5 @@
 # Set-up, build and test of the book. On a fresh machine: `make book`, then `make test`.
-# Needs Python 3.11, node/npm (for `vendor`) and, for `test`, apt (to install Chromium if missing).
+# Needs Python 3.11 and, for `test`, apt (to install Chromium if missing).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -12,12 +12,6 @@ VENV_STAMP := $(VENV)/.stamp
 KERNEL := factlib-book
 KERNELSPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 
-VENDOR := _static/vendor
-HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
-REQUIREJS := requirejs@2.3.8
-# Named after the versions, so changing a version re-vendors.
-VENDOR_STAMP := $(VENDOR)/.stamp-$(subst /,-,$(HTML_MANAGER))-$(REQUIREJS)
-
 HTML := _build/html
 # Chapters that train: their printed numbers depend on the processor's rounding and carry stated tolerances
 # (tools/nbval_tolerance.py). `make test` runs these a second time with another choice of CPU kernels; chapter 2
@@ -28,7 +22,7 @@ NBVAL := -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval
 # `make execute CHAPTERS=book/01_linear_memory.ipynb` re-runs one chapter; empty: all of them
 CHAPTERS ?=
 
-.PHONY: venv vendor book build test unit-test nbval system-deps execute assignments lab clean
+.PHONY: venv book build test unit-test nbval system-deps execute assignments lab clean
 
 venv: $(VENV_STAMP) $(KERNELSPEC)
 
@@ -42,21 +36,7 @@ $(VENV_STAMP): requirements.txt $(wildcard pyproject.toml)
 $(KERNELSPEC): $(VENV_STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))"
 
-# Widget JavaScript served from this site, never from a CDN.
-vendor: $(VENDOR_STAMP)
-
-$(VENDOR_STAMP):
-	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	(cd "$$tmp" && npm pack --silent $(HTML_MANAGER) $(REQUIREJS) >/dev/null) && \
-	mkdir -p "$$tmp/html-manager" "$$tmp/requirejs" && \
-	tar -xzf "$$tmp"/jupyter-widgets-html-manager-*.tgz -C "$$tmp/html-manager" && \
-	tar -xzf "$$tmp"/requirejs-*.tgz -C "$$tmp/requirejs" && \
-	rm -rf $(VENDOR) && mkdir -p $(VENDOR) && \
-	cp -r "$$tmp"/html-manager/package/dist/. $(VENDOR)/ && \
-	cp "$$tmp"/requirejs/package/require.js $(VENDOR)/
-	touch $@
-
-book: venv vendor build
+book: venv build
 
 # Notebooks are never executed here (execute_notebooks: off). -W turns every warning into an error;
 # --all re-reads every page, so a warning cannot hide in an unchanged page of an incremental build.
@@ -104,4 +84,4 @@ lab: venv
 		$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(LAB_ARGS)
 
 clean:
-	rm -rf _build $(VENDOR) .pytest_cache _assignments
+	rm -rf _build .pytest_cache _assignments

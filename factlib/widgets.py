@@ -1,5 +1,6 @@
-"""ipywidgets explorers. Each calls the same factlib functions as the chapter text, so what the reader
-sees live is what the book computes; in the HTML book the widget shows its default state."""
+"""The chapters' explorers. Each calls the same factlib functions as the chapter text, so what the reader sees
+live is what the book computes. Each is an :class:`~factlib.explorer.Explorer`: live in a kernel, and in the HTML
+book a set of precomputed states on the grid it names (see factlib/explorer.py)."""
 from __future__ import annotations
 
 import ipywidgets as w
@@ -8,22 +9,9 @@ import torch
 from IPython.display import display
 
 from .embeddings import memory_embeddings
+from .explorer import Explorer
 from .memory import hebbian_accuracy_prediction, hebbian_memory, low_rank_memory, margins
-from .plots import COLORS, figure, png
-
-
-def _show(image: w.Image, fig) -> None:
-    """Put ``fig`` (then closed) into an Image widget as a 2x PNG shown at the figure's 1x width, so the cell
-    emits nothing but the widget and the page neither stretches nor blurs the figure."""
-    image.value, width = png(fig)
-    image.width = str(width)
-
-
-def _live(sliders: dict, update) -> None:
-    """Call ``update()`` now and whenever a control changes."""
-    for control in sliders.values():
-        control.observe(lambda _: update(), names="value")
-    update()
+from .plots import COLORS, figure
 
 
 def _margin_histograms(ax, series, xlabel: str, title: str) -> None:
@@ -39,7 +27,7 @@ def _margin_histograms(ax, series, xlabel: str, title: str) -> None:
     ax.legend(loc="upper left", fontsize=8)
 
 
-def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) -> w.VBox:
+def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) -> Explorer:
     """Chapter 1: recall accuracy and margin histogram of the Hebbian memory (full and rank-m) for f*(x) = x."""
     sliders = {
         "d": w.IntSlider(value=d, min=4, max=128, step=1, description="d", continuous_update=False),
@@ -47,11 +35,10 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
         "rank": w.IntSlider(value=rank, min=1, max=128, step=1, description="rank m", continuous_update=False),
         "seed": w.IntSlider(value=seed, min=0, max=20, step=1, description="seed", continuous_update=False),
     }
-    image = w.Image(format="png")
 
-    def update() -> None:
-        d, N, seed = sliders["d"].value, sliders["N"].value, sliders["seed"].value
-        rank = min(sliders["rank"].value, d)
+    def draw(v: dict):
+        d, N, seed = v["d"], v["N"], v["seed"]
+        rank = min(v["rank"], d)
         E, U = memory_embeddings(N, N, d, seed)  # (N, d), (N, d)
         targets = torch.arange(N)
         W_full = hebbian_memory(E, U, targets)  # (d, d)
@@ -61,11 +48,10 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
                                 (f"rank {rank}", margins(W_low, E, U, targets))],
                            "margin: right score minus best wrong score",
                            f"d={d}, N={N}: predicted accuracy (full) {hebbian_accuracy_prediction(N, d):.3f}")
-        _show(image, fig)
+        return [fig], None
 
-    _live(sliders, update)
-    items = list(sliders.values())
-    return w.VBox([w.HBox(items[:2]), w.HBox(items[2:]), image])
+    return Explorer(sliders, draw, rows=[["d", "N"], ["rank", "seed"]],
+                    grid={"d": (16, 32, 64), "N": (50, 200, 800), "rank": (4, 8, 32)})
 
 
 # ---- chapter 3: the factual recall task ------------------------------------------------------------------------
@@ -108,7 +94,7 @@ def draw_prompts(task, tokens: torch.Tensor, answers: torch.Tensor, title: str =
     return fig, ax
 
 
-def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int = 0) -> w.VBox:
+def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int = 0) -> Explorer:
     """Chapter 3: sample prompts of the factual recall task and show each with its answer and the fact table.
 
     Figures go into Image widgets, so the stored output is the same under every client (nbclient, nbval).
@@ -123,16 +109,15 @@ def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int =
         "subjects": w.Dropdown(options=["uniform", "zipf"], value="uniform", description="p(s)"),
         "seed": w.IntSlider(value=seed, min=0, max=20, description="seed", continuous_update=False),
     }
-    prompts_image, table_image = w.Image(format="png"), w.Image(format="png")
 
-    def update() -> None:
-        S, R, D, T, subjects, seed = (sliders[k].value for k in sliders)
+    def draw(v: dict):
+        S, R, D, T, subjects, seed = (v[k] for k in sliders)
         task = TaskConfig(S=S, R=R, D=D, T=T, subjects=subjects)
         table = fact_table(task, seed)  # (S, R)
         tokens, answers, s, r = sample_batch(task, table, 4, seed + 1)  # (4, T), (4,), (4,), (4,)
         fig, _ = draw_prompts(task, tokens, answers, title=f"S={S}, R={R}, D={D}: {task.num_facts} facts, "
                                                            f"{information_bits(task):.0f} bits")
-        _show(prompts_image, fig)
+        prompts = fig
         fig, ax = figure(width=6.4, height=1.3 + 0.3 * R)
         ax.imshow((table % D).T.numpy(), cmap="viridis", vmin=0, vmax=max(D - 1, 1), aspect="auto")
         ax.scatter(s.numpy(), r.numpy(), marker="s", s=60, facecolors="none", edgecolors="red", label="sampled")
@@ -141,11 +126,10 @@ def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int =
         ax.set_title("fact table: index of a*(s, r) in A_r")
         ax.grid(False)
         ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.01, 1.0))
-        _show(table_image, fig)
+        return [prompts, fig], None
 
-    _live(sliders, update)
-    items = list(sliders.values())
-    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), prompts_image, table_image])
+    return Explorer(sliders, draw, rows=[["S", "R", "D"], ["T", "subjects", "seed"]],
+                    grid={"S": (4, 8, 16), "R": (1, 3, 6), "T": (6, 12)})
 
 
 # ---- chapter 4: the constructions --------------------------------------------------------------------------------
@@ -195,7 +179,7 @@ def draw_constructions():
 
 
 def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: int = 16, d_h: int = 4,
-                          m: int = 1024) -> w.VBox:
+                          m: int = 1024) -> Explorer:
     """Chapter 4: build a construction at the chosen sizes; show its accuracy on every pair, its parameter
     count and the accuracy of each block's logits alone (which block holds the facts). Image/HTML widgets, as
     in ``prompt_explorer``."""
@@ -215,10 +199,8 @@ def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: i
         "m": w.IntSlider(value=m, min=4, max=4096, step=4, description="m", continuous_update=False),
     }
 
-    image, summary = w.Image(format="png"), w.HTML()
-
-    def update() -> None:
-        construction, S, R, D, d, H, d_h, m = (sliders[k].value for k in sliders)
+    def draw(v: dict):
+        construction, S, R, D, d, H, d_h, m = (v[k] for k in sliders)
         task = TaskConfig(S=S, R=R, D=D)
         table = fact_table(task, 0)  # (S, R)
         cfg = ModelConfig.for_task(task, d=d, H=H, d_h=d_h, m=m if construction == "attention_mlp" else 0)
@@ -237,12 +219,11 @@ def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: i
         axes[1].bar(["attention", "MLP"], [count["attention"], count["mlp"]], color=[COLORS[0], COLORS[3]])
         axes[1].set_ylabel("parameters")
         axes[1].set_title(f"{count['total']} parameters for {task.num_facts} facts", fontsize=9)
-        _show(image, fig)
-        summary.value = f"<pre>head load {head_load(task, H)} tokens; every pair right: {result.all_correct}</pre>"
+        return [fig], f"head load {head_load(task, H)} tokens; every pair right: {result.all_correct}"
 
-    _live(sliders, update)
-    items = list(sliders.values())
-    return w.VBox([w.HBox(items[:4]), w.HBox(items[4:]), image, summary])
+    return Explorer(sliders, draw, rows=[["construction", "S", "R", "D"], ["d", "H", "d_h", "m"]],
+                    grid={"construction": ("attention_only", "attention_mlp"), "S": (8, 16, 32), "R": (2, 4, 8),
+                          "H": (8, 16)})
 
 
 def draw_losses(ax, steps, total, relation, subject, R: int, D: int, style: str = "-", label: str = "",
@@ -260,7 +241,7 @@ def draw_losses(ax, steps, total, relation, subject, R: int, D: int, style: str 
 
 
 def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float = 0.1, init_scale: float = 1e-5,
-                                 steps: int = 8192) -> w.VBox:
+                                 steps: int = 8192) -> Explorer:
     """Chapter 6: exact-gradient training of the linear-attention model; detected stages and predicted escapes.
 
     The plot is drawn into an Image widget and the summary into an HTML widget, so the cell itself emits no
@@ -282,11 +263,9 @@ def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float 
         "steps": w.IntSlider(value=steps, min=1024, max=16384, step=1024, description="steps",
                              continuous_update=False),
     }
-    image = w.Image(format="png")
-    summary = w.HTML()
 
-    def update(_=None) -> None:
-        S, R, D, lr, init_scale, steps = (sliders[k].value for k in sliders)
+    def draw(v: dict):
+        S, R, D, lr, init_scale, steps = (v[k] for k in sliders)
         cfg = DynamicsConfig(S=S, R=R, D=D, lr=lr, init_scale=init_scale, steps=steps, eval_every=steps // 128)
         curve = train(cfg, "population")
         stages = find_stages(curve.steps, curve.total_loss, floor=0.0)
@@ -306,18 +285,13 @@ def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float 
                 f"{k} {'never' if v is None else f'{v:.0f}'}" for k, v in predicted.items())
         ax.set_title(f"S={S}, R={R}, D={D}, lr={lr:.3g}, init={init_scale:.1e}", fontsize=9)
         ax.legend(loc="upper right", fontsize=8)
-        _show(image, fig)
-        summary.value = "<pre>" + describe(stages, R, D) + "\n" + note + \
-            " (dotted lines; solid lines: detected escapes)</pre>"
+        return [fig], describe(stages, R, D) + "\n" + note + " (dotted lines; solid lines: detected escapes)"
 
-    for slider in sliders.values():
-        slider.observe(update, names="value")
-    update()
-    items = list(sliders.values())
-    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), image, summary])
+    return Explorer(sliders, draw, rows=[["S", "R", "D"], ["lr", "init_scale", "steps"]],
+                    grid={"S": (4, 16), "R": (4, 16), "D": (4, 8), "init_scale": (1e-9, 1e-5, 1e-2)})
 
 
-def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | None = None) -> w.VBox:
+def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | None = None) -> Explorer:
     """Chapter 5: a small (H, m) grid of trained models, from cached results: ``cells`` maps (H, m) to a dict with
     "accuracy", "params", "curve" ([(step, accuracy), ...]) and "blocks" ({"attention": acc, "mlp": acc}: the
     accuracy of each block's logits alone). Shows the grid's final accuracies with the chosen cell outlined, its
@@ -331,10 +305,8 @@ def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | No
         "m": w.SelectionSlider(options=ms, value=ms[len(ms) // 2] if m is None else m, description="MLP width m",
                                continuous_update=False),
     }
-    image, summary = w.Image(format="png"), w.HTML()
-
-    def update() -> None:
-        h, k = sliders["H"].value, sliders["m"].value
+    def draw(v: dict):
+        h, k = v["H"], v["m"]
         cell = cells[(h, k)]
         fig, axes = figure(ncols=3, width=3.2, height=2.9)
         grid = np.array([[cells[(a, b)]["accuracy"] for a in Hs] for b in ms])  # (len(ms), len(Hs))
@@ -365,17 +337,15 @@ def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | No
         axes[2].set_ylim(0, 1.05)
         axes[2].set_ylabel("accuracy of that block's logits alone")
         axes[2].set_title("where the facts are", fontsize=9)
-        _show(image, fig)
-        summary.value = (f"<pre>H = {h}, m = {k}: {cell['params']} parameters for {facts} facts "
-                         f"({facts / cell['params']:.3f} facts per parameter); final accuracy {cell['accuracy']:.3f}</pre>")
+        return [fig], (f"H = {h}, m = {k}: {cell['params']} parameters for {facts} facts "
+                       f"({facts / cell['params']:.3f} facts per parameter); final accuracy {cell['accuracy']:.3f}")
 
-    _live(sliders, update)
-    return w.VBox([w.HBox(list(sliders.values())), image, summary])
+    return Explorer(sliders, draw, rows=[["H", "m"]], grid={"H": Hs, "m": ms})
 
 
 # ---- chapter 2: MLP memories -------------------------------------------------------------------------------------
 
-def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: int = 0) -> w.VBox:
+def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: int = 0) -> Explorer:
     """Chapter 2: train one MLP memory of width m = alpha d on N pairs (M outputs; M = 0 means M = N, f*(x) = x)
     with the recipe of Figure 1 (right), and show its margins beside those of Theorem 2's one-step construction
     on the same first layer. Small sizes: a slider move trains for about a second on a CPU."""
@@ -390,11 +360,9 @@ def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: in
         "M": w.IntSlider(value=M, min=0, max=64, step=1, description="M (0: M = N)", continuous_update=False),
         "seed": w.IntSlider(value=seed, min=0, max=20, step=1, description="seed", continuous_update=False),
     }
-    image, summary = w.Image(format="png"), w.HTML()
-
-    def update() -> None:
-        d, alpha, N, seed = (sliders[k].value for k in ("d", "alpha", "N", "seed"))
-        M = N if sliders["M"].value < 2 else sliders["M"].value
+    def draw(v: dict):
+        d, alpha, N, seed = (v[k] for k in ("d", "alpha", "N", "seed"))
+        M = N if v["M"] < 2 else v["M"]
         m = alpha * d
         E, U = memory_embeddings(N, M, d, seed)  # (N, d), (M, d)
         targets = many_to_one_targets(N, M)  # (N,)
@@ -408,20 +376,18 @@ def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: in
                                 ("one-step construction", built / built.abs().max())],
                            "margin (right score minus best wrong score), scaled to [-1, 1]",
                            f"d={d}, m={m}, N={N}, M={M}: N / (m d) = {N / (m * d):.2f}")
-        _show(image, fig)
         predicted = rf_accuracy_prediction(N, d, m, None if M == N else M)
-        summary.value = (f"<pre>{2 * m * d + m} trained parameters (2 m d + m) for {N} pairs; training stopped after "
-                         f"{res.steps} steps at accuracy {res.accuracy:.3f}.\nConstruction: predicted accuracy "
-                         f"{predicted:.3f} (Gaussian model of the chapter).</pre>")
+        return [fig], (f"{2 * m * d + m} trained parameters (2 m d + m) for {N} pairs; training stopped after "
+                       f"{res.steps} steps at accuracy {res.accuracy:.3f}.\nConstruction: predicted accuracy "
+                       f"{predicted:.3f} (Gaussian model of the chapter).")
 
-    _live(sliders, update)
-    items = list(sliders.values())
-    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), image, summary])
+    return Explorer(sliders, draw, rows=[["d", "alpha", "N"], ["M", "seed"]],
+                    grid={"alpha": (1, 2, 4), "N": (100, 200, 400)})
 
 
 # ---- chapter 7: lower bounds -----------------------------------------------------------------------------------
 
-def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: float = 1.0) -> w.VBox:
+def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: float = 1.0) -> Explorer:
     """Chapter 7: the parameters a table (S, R, D) needs at p bits per parameter and a given accuracy (Corollary 1
     and Theorem 8, as reconstructed) beside the predicted sizes of chapter 4's two constructions. Formulas only:
     a slider move costs milliseconds. Image/HTML widgets, as in ``prompt_explorer``."""
@@ -435,10 +401,8 @@ def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: 
         "accuracy": w.FloatSlider(value=accuracy, min=0.5, max=1.0, step=0.005, readout_format=".3f",
                                   description="accuracy", continuous_update=False),
     }
-    image, summary = w.Image(format="png"), w.HTML()
-
-    def update() -> None:
-        S, R, D, p, acc = (sliders[k].value for k in sliders)
+    def draw(v: dict):
+        S, R, D, p, acc = (v[k] for k in sliders)
         bits = fano_bits(S, R, D, acc)
         sizes = {name: construction_parameters(S, R, D, name) for name in ("attention_only", "attention_mlp")}
         bars = {f"bound at\n{p} bits": bits / p, "bound at\n2 bits": bits / 2,
@@ -449,7 +413,6 @@ def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: 
         ax.set_yscale("log")
         ax.set_ylabel("parameters")
         ax.set_title(f"S R = {S * R} facts, {bits:.0f} bits needed at accuracy {acc:.3f}", fontsize=9)
-        _show(image, fig)
         lines = [f"table: {table_bits(S, R, D):.0f} bits; Theorem 8 at accuracy {acc:.3f}: {bits:.0f} bits, "
                  f"so P >= {bits / p:.0f} parameters at p = {p} bits"]
         for name, size in sizes.items():
@@ -459,8 +422,7 @@ def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: 
             ratio = size["params"] / (bits / p) if bits > 0 else float("inf")
             lines.append(f"{name}: d = {size['d']}, H = {size['H']}, d_h = {size['d_h']}, m = {size['m']}: "
                          f"{size['params']:.3g} parameters, {ratio:.3g} x the bound")
-        summary.value = "<pre>" + "\n".join(lines) + "</pre>"
+        return [fig], "\n".join(lines)
 
-    _live(sliders, update)
-    items = list(sliders.values())
-    return w.VBox([w.HBox(items[:3]), w.HBox(items[3:]), image, summary])
+    return Explorer(sliders, draw, rows=[["S", "R", "D"], ["p", "accuracy"]],
+                    grid={"S": (16, 64, 256), "R": (4, 16, 64), "p": (2, 8), "accuracy": (0.9, 1.0)})

@@ -1,16 +1,15 @@
 """Local Sphinx extension: what the built HTML loads, and what it ships.
 
-* Widget JavaScript only on the pages that need it. jupyter-book adds every ``*.js`` and ``*.css`` under
-  ``_static`` to every page. The widget scripts (``_static/vendor``: RequireJS and the ipywidgets
-  html-manager bundles; ``_static/widgets-setup.js``) must load only on pages with stored widget state,
-  in order, which MyST-NB does through ``nb_ipywidgets_js``. Loaded everywhere, RequireJS and the several
-  html-manager bundles clash with each other and with the theme's scripts.
+* No widget JavaScript: the explorers' HTML output carries its own few lines (factlib/explorer.py), and the
+  chapters store no widget state, so MyST-NB adds no ipywidgets bundle to any page.
 * Author-year bibliography labels (``bib_author_year``).
 * After the build (``build-finished``):
 
+  - the theme's icons come from a stylesheet naming only the icons the pages use (``fa-icons.css``,
+    generated from the theme's own icon table and drawn with its web fonts), not from ``fontawesome.js``
+    (1.5 MB of JavaScript that turns every icon of Font Awesome into inline SVG): see ``icon_css``;
   - files that no page loads are deleted (see ``prune``): source maps, the MathJax builds other than the
-    one the pages load, the html-manager bundles other than ``embed-amd.js``, the theme's message catalogs
-    and template macros. What a loaded script or stylesheet may fetch later (MathJax components and fonts,
+    one the pages load, the theme's ``fontawesome.js``, message catalogs and template macros. What a loaded script or stylesheet may fetch later (MathJax components and fonts,
     the widget fonts, anything named in a loaded file) is kept, and so are MathJax's components: its menu
     loads the accessibility tools (``a11y``, ``sre``) and the SVG output when a reader turns them on;
   - ``index.html``, which sphinx-external-toc writes as a bare redirect, gets a title and a visible link;
@@ -27,23 +26,17 @@ from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
 
-VENDOR_PREFIX = "vendor/"
 SEARCH_NOTE_JS = "search-file-note.js"
+ICON_CSS = "fa-icons.css"
 
 
 def _filename(entry):
     return entry if isinstance(entry, str) else entry[0]
 
 
-def drop_widget_assets(app, config):
-    per_page = set(config.nb_ipywidgets_js) | {SEARCH_NOTE_JS}
-    for name in ("html_js_files", "html_css_files"):
-        kept = [
-            entry
-            for entry in getattr(config, name)
-            if not (_filename(entry).startswith(VENDOR_PREFIX) or _filename(entry) in per_page)
-        ]
-        setattr(config, name, kept)
+def drop_page_specific_assets(app, config):
+    """jupyter-book adds every script under _static to every page: the search note belongs to search.html."""
+    config.html_js_files = [entry for entry in config.html_js_files if _filename(entry) != SEARCH_NOTE_JS]
 
 
 def add_search_note(app, pagename, templatename, context, doctree):
@@ -62,9 +55,7 @@ def prune_candidates(outdir):
     static = outdir / "_static"
     yield from static.rglob("*.map")
     yield from (static / "mathjax").glob("*.js")  # combined builds; their components (subfolders) stay
-    for bundle in (static / "vendor").glob("*.js"):
-        yield bundle
-        yield from (static / "vendor").glob(bundle.name + ".LICENSE.txt")
+    yield from (static / "scripts").glob("fontawesome.js*")  # replaced by ICON_CSS
     if (static / "locales").is_dir():
         yield from (p for p in (static / "locales").rglob("*") if p.is_file())
     yield from static.glob("*macros.html")
@@ -114,6 +105,63 @@ def prune(outdir):
     return removed, size
 
 
+# Icons: <i class="fa-solid fa-bars"> in the theme's templates and scripts. Modifier classes are not icons.
+_ICON_CLASS = re.compile(r"\bfa-([a-z0-9]+(?:-[a-z0-9]+)*)")
+_MODIFIERS = {"solid", "regular", "brands", "lg", "sm", "xs", "fw", "xl", "2x", "3x", "spin", "pulse", "border"}
+_FONTAWESOME_SCRIPT = re.compile(r'[ \t]*<script defer src="([^"]*?)scripts/fontawesome\.js[^"]*"></script>\n?')
+
+
+def icon_table(fontawesome_js):
+    """Icon name (and alias) -> code point, read from the theme's fontawesome.js, whose packs list each icon as
+    ``name:[width,height,[aliases],"codepoint",path]`` (the name quoted where it has a hyphen)."""
+    table = {}
+    for name, aliases, code in re.findall(r'[{,]"?([a-z0-9-]+)"?:\[\d+,\d+,\[([^\]]*)\],"([0-9a-f]{4,5})"',
+                                          fontawesome_js):
+        table.setdefault(name, code)
+        for alias in re.findall(r'"([a-z0-9-]+)"', aliases):
+            table.setdefault(alias, code)
+    return table
+
+
+def icon_css(names, table):
+    """A stylesheet drawing each icon in ``names`` with the Font Awesome web fonts the theme's CSS declares."""
+    missing = sorted(n for n in names if n not in table)
+    if missing:
+        raise ValueError(f"icons not in the theme's Font Awesome table: {missing}")
+    rules = [
+        ".fa-solid,.fas,.fa-regular,.far,.fa-brands,.fab{display:inline-block;font-style:normal;font-variant:normal;"
+        "line-height:1;text-rendering:auto;-webkit-font-smoothing:antialiased}",
+        '.fa-solid,.fas{font-family:"Font Awesome 6 Free";font-weight:900}',
+        '.fa-regular,.far{font-family:"Font Awesome 6 Free";font-weight:400}',
+        '.fa-brands,.fab{font-family:"Font Awesome 6 Brands";font-weight:400}',
+        ".fa-lg{font-size:1.25em;line-height:.05em;vertical-align:-.075em}",
+        ".fa-fw{text-align:center;width:1.25em}",
+    ]
+    rules += [f'.fa-{name}::before{{content:"\\{table[name]}"}}' for name in sorted(names)]
+    return "\n".join(rules) + "\n"
+
+
+def replace_fontawesome(outdir):
+    """Write ICON_CSS for the icons that the pages and the kept scripts use, and link it instead of
+    fontawesome.js in every page. Returns the number of icons."""
+    static = outdir / "_static"
+    script = static / "scripts" / "fontawesome.js"
+    if not script.is_file():
+        return 0
+    pages = list(outdir.rglob("*.html"))
+    sources = [p.read_text(encoding="utf8") for p in pages]
+    sources += [p.read_text(encoding="utf8", errors="replace") for p in static.rglob("*.js") if p != script]
+    names = {n for text in sources for n in _ICON_CLASS.findall(text)} - _MODIFIERS
+    table = icon_table(script.read_text(encoding="utf8"))
+    (static / ICON_CSS).write_text(icon_css({n for n in names if n in table}, table), encoding="utf8")
+    for page in pages:
+        text = page.read_text(encoding="utf8")
+        new = _FONTAWESOME_SCRIPT.sub(lambda m: f'  <link rel="stylesheet" href="{m[1]}{ICON_CSS}" />\n', text)
+        if new != text:
+            page.write_text(new, encoding="utf8")
+    return len(names & set(table))
+
+
 def write_index(app, outdir):
     root = app.config.root_doc
     target = app.builder.get_target_uri(root)
@@ -143,6 +191,8 @@ def finish(app, exception):
         return
     outdir = Path(app.outdir)
     write_index(app, outdir)
+    icons = replace_fontawesome(outdir)
+    logger.info(f"[offline_static] {icons} icons in {ICON_CSS} instead of fontawesome.js")
     removed, size = prune(outdir)
     logger.info(f"[offline_static] removed {removed} unreferenced files ({size / 1e6:.1f} MB)")
 
@@ -150,7 +200,7 @@ def finish(app, exception):
 def setup(app):
     bib_author_year.register()
     # Before Sphinx normalises html_js_files (priority 800).
-    app.connect("config-inited", drop_widget_assets, priority=400)
+    app.connect("config-inited", drop_page_specific_assets, priority=400)
     app.connect("html-page-context", add_search_note)
     # After sphinx-external-toc writes its redirect (priority 500) and the theme copies its assets.
     app.connect("build-finished", finish, priority=900)
