@@ -91,6 +91,16 @@ def test_generation(course):
             assert gb.find_assignment(aid).max_score > 0, aid
 
 
+def test_release_reads_as_markdown_with_the_books_numbers(course):
+    """JupyterLab does not render MyST: the release's markdown is plain (tools/myst_markdown.py), numbered as in the
+    HTML book (chapter 3's first exercise is the book's 14th)."""
+    path = CHAPTERS[GRADED]
+    markdown = "\n".join(source(c) for c in cells(course / "release" / GRADED / path.name) if c["cell_type"] == "markdown")
+    assert "> **Exercise 14 (A prompt sampler).**" in markdown
+    left = re.findall(r"^`{3,}\{|\{(?:eq|prf:ref|ref|numref|doc|cite:[tp])\}`", markdown, re.M)
+    assert not left, left[:5]
+
+
 def test_release_contains_no_solution(course):
     for aid, path in CHAPTERS.items():
         instructor = cells(path)

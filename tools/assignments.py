@@ -4,7 +4,9 @@
 
 builds an nbgrader course directory in ``--out`` (git-ignored, rebuilt from scratch each time):
 
-- ``source/chNN/<chapter>.ipynb``: the chapter as it is in book/ (the instructor version, with solutions), and
+- ``source/chNN/<chapter>.ipynb``: the chapter as it is in book/ (the instructor version, with solutions), its
+  MyST markdown rewritten as the plain Markdown JupyterLab renders, with the book's numbers (tools/myst_markdown.py),
+  and
   ``source/chNN/data/``, the stored results the chapter reads;
 - ``nbgrader_config.py``: the course's configuration (below);
 - ``release/chNN/``: the student version, made by ``nbgrader generate_assignment``: solution regions replaced by
@@ -19,11 +21,15 @@ The chapters are never copied by hand: edit book/, then run this again. How to r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from myst_markdown import convert_chapters  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -97,10 +103,15 @@ def build(out: Path = DEFAULT_OUT, only: list[str] | None = None) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / "nbgrader_config.py").write_text(CONFIG)
+    # Every chapter is converted, whichever are built: the book numbers its theorems, exercises, equations and
+    # figures through all of them.
+    plain = convert_chapters({path.stem: json.loads(path.read_text(encoding="utf8")) for path in chapters().values()})
     for aid, notebook in todo.items():
         source = out / "source" / aid
         source.mkdir(parents=True)
-        shutil.copy2(notebook, source / notebook.name)
+        with open(source / notebook.name, "w", encoding="utf8") as f:
+            json.dump(plain[notebook.stem], f, indent=1, ensure_ascii=False)
+            f.write("\n")
         shutil.copytree(BOOK / "data", source / "data", ignore=shutil.ignore_patterns("*.lock"))
         nbgrader("generate_assignment", aid, "--force", course=out)
     return out

@@ -1,0 +1,90 @@
+"""The course edition's Markdown (tools/myst_markdown.py): MyST turned into what JupyterLab renders, with the
+numbers the HTML book shows."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from myst_markdown import book_labels, convert_chapters  # noqa: E402
+
+HTML = ROOT / "_build" / "html" / "book"
+MYST_LEFT = re.compile(r"^(?:`{3,}|:{3,})\{|\{(?:eq|prf:ref|ref|numref|doc|cite:[tp])\}`|^\([\w-]+\)=\s*$", re.M)
+
+
+def md(text):
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def nb(*cells):
+    return {"cells": list(cells), "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+TOY = {
+    "01_one": nb(md("# One\n\n(sec-a)=\n## Part *A*\n\n```{prf:lemma} Small\n:label: lem-a\n\nIt holds:\n\n$$\nx = 1\n"
+                    "$$ (eq-a)\n```\n\n```{prf:proof}\nObvious.\n```\n"),
+                 {"cell_type": "code", "metadata": {"mystnb": {"figure": {"name": "fig-a"}}}, "source": "plot()",
+                  "outputs": [], "execution_count": None}),
+    "02_two": nb(md("# Two\n\n```{exercise} Try\n:label: ex-b\n\nUse {eq}`eq-a`, {prf:ref}`lem-a`, {numref}`fig-a`, "
+                    "{ref}`sec-a`, {ref}`that part <sec-a>` and {doc}`01_one`, after {cite:t}`nichani2025factual` "
+                    "{cite:p}`nichani2025factual`.\n```\n\n$$y$$ (eq-b)\n\n:::{note}\nNoted.\n:::\n")),
+}
+
+
+def test_directives_labels_and_roles_become_plain_markdown():
+    out = convert_chapters(TOY)
+    one, two = out["01_one"]["cells"][0]["source"], out["02_two"]["cells"][0]["source"]
+    assert one == ("# One\n\n## Part *A*\n\n> **Lemma 1 (Small).**\n>\n> It holds:\n>\n> $$\n> x = 1 \\tag{1}$$\n\n"
+                   "*Proof.*\n\nObvious.\n\n∎\n")
+    assert two == ("# Two\n\n> **Exercise 1 (Try).**\n>\n> Use (1), Lemma 1, Figure 1, Part A, that part and One, after "
+                   "Nichani et al. (2025) (Nichani et al., 2025).\n\n$$y \\tag{2}$$\n\n> **Note.**\n>\n> Noted.\n")
+    assert TOY["02_two"]["cells"][0]["source"].startswith("# Two\n\n```{exercise}")  # the input is not changed
+
+
+@pytest.mark.parametrize("text, message", [
+    ("# T\n\nSee {eq}`eq-none`.", "reference to 'eq-none'"),
+    ("# T\n\n{cite:p}`nobody2099`", "citation of \\['nobody2099'\\]"),
+    ("# T\n\n```{margin}\nx\n```\n", "no plain-Markdown form for the directive \\{margin\\}"),
+    ("# T\n\n```{exercise}\nnever closed\n", "never closed"),
+])
+def test_what_cannot_be_converted_is_refused(text, message):
+    with pytest.raises(ValueError, match=message):
+        convert_chapters({"01_t": nb(md(text))})
+
+
+def _chapters():
+    return {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "book").glob("0[0-9]_*.ipynb"))}
+
+
+def test_the_chapters_convert_with_no_myst_left():
+    for doc, notebook in convert_chapters(_chapters()).items():
+        left = [m.group(0) for c in notebook["cells"] if c["cell_type"] == "markdown"
+                for m in MYST_LEFT.finditer(c["source"])]
+        assert not left, f"{doc}: MyST left: {left[:5]}"
+
+
+@pytest.mark.skipif(not (HTML / "01_linear_memory.html").is_file(), reason="no _build/html: run `make book` first")
+def test_numbers_are_the_html_books():
+    labels = book_labels({doc: nb_["cells"] for doc, nb_ in _chapters().items()})
+    pages = {p.stem: p.read_text(encoding="utf8") for p in HTML.glob("0[0-9]_*.html")}
+    checked = 0
+    for label, text in labels.items():
+        kind = re.match(r"(Exercise|Theorem|Lemma|Definition|Proposition|Corollary|Figure) (\d+)$|\((\d+)\)$", text)
+        if not kind:
+            continue
+        if kind[3]:
+            anchor, shown = f'id="equation-{label}"', re.compile(r'class="eqno">\((\d+)\)')
+            expected = kind[3]
+        else:
+            anchor, expected = f'id="{label}"', kind[2]
+            word = "Fig\\." if kind[1] == "Figure" else kind[1]
+            shown = re.compile(rf'caption-number">{word} (\d+)')
+        page = next((p for p in pages.values() if anchor in p), None)
+        assert page is not None, f"{label}: not in the HTML book"
+        found = shown.search(page, page.index(anchor))
+        assert found and found[1] == expected, f"{label}: {text} here, {found and found[0]} in the HTML book"
+        checked += 1
+    assert checked > 100, checked
