@@ -99,6 +99,20 @@ def test_html_references_nothing_remote():
     assert not remote, f"remote resources referenced: {remote}"
 
 
+@needs_build
+def test_no_widget_javascript_or_snapshot_in_the_pages():
+    """The explorers carry their own states and script (factlib/explorer.py): no page loads the ipywidgets
+    JavaScript or carries the widget snapshot stored for JupyterLab (tools/offline_static.py)."""
+    heavy = {}
+    for page in HTML.rglob("*.html"):
+        text = page.read_text(encoding="utf8")
+        found = [m for m in ("application/vnd.jupyter.widget-state+json", "embed-amd.js", "require.js", "fontawesome.js")
+                 if m in text]
+        if found:
+            heavy[str(page.relative_to(HTML))] = found
+    assert not heavy, heavy
+
+
 # ---------------------------------------------------------------- headless Chromium
 
 

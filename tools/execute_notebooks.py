@@ -18,16 +18,27 @@ from nbclient import NotebookClient
 BOOK = Path(__file__).resolve().parent.parent / "book"
 
 
+class _Client(NotebookClient):
+    """Stores no widget state for widgets closed during the run (factlib.progress closes a finished bar's):
+    a closed widget is shown nowhere."""
+
+    def handle_comm_msg(self, outs, msg, cell_index):
+        super().handle_comm_msg(outs, msg, cell_index)
+        if msg["msg_type"] == "comm_close":
+            self.widget_state.pop(msg["content"]["comm_id"], None)
+            self.widget_buffers.pop(msg["content"]["comm_id"], None)
+
+
 def execute(path: Path, timeout: int) -> None:
     nb = nbformat.read(path, as_version=4)
-    nb.metadata.pop("widgets", None)  # widget state of an earlier run
-    client = NotebookClient(
+    client = _Client(
         nb,
         kernel_name="python3",
         timeout=timeout,
-        # The explorers store their precomputed states for the HTML book in their own output
-        # (factlib/explorer.py); a widget snapshot would only show each explorer's first state.
-        store_widget_state=False,
+        # JupyterLab shows each explorer in its first state from this snapshot until the reader runs the chapter.
+        # The HTML book uses the explorers' own precomputed states (factlib/explorer.py) and leaves the snapshot
+        # out of its pages (tools/offline_static.py).
+        store_widget_state=True,
         resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()

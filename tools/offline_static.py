@@ -1,7 +1,8 @@
 """Local Sphinx extension: what the built HTML loads, and what it ships.
 
-* No widget JavaScript: the explorers' HTML output carries its own few lines (factlib/explorer.py), and the
-  chapters store no widget state, so MyST-NB adds no ipywidgets bundle to any page.
+* No widget JavaScript: the explorers' HTML output carries its own few lines (factlib/explorer.py); the widget
+  snapshot a chapter stores for JupyterLab is left out of its page (``drop_widget_state``), and MyST-NB is given no
+  ipywidgets bundle to add (``nb_ipywidgets_js: {}`` in _config.yml).
 * Author-year bibliography labels (``bib_author_year``).
 * After the build (``build-finished``):
 
@@ -42,6 +43,17 @@ def drop_page_specific_assets(app, config):
 def add_search_note(app, pagename, templatename, context, doctree):
     if pagename == "search":
         app.add_js_file(SEARCH_NOTE_JS)
+
+
+WIDGET_STATE_TYPE = "application/vnd.jupyter.widget-state+json"
+
+
+def drop_widget_state(app, pagename, templatename, context, doctree):
+    """The widget snapshot a chapter stores for JupyterLab: no page loads the JavaScript that would read it (the
+    explorers carry their own states), so it would only weigh on the page."""
+    scripts = context.get("script_files")
+    if scripts:
+        context["script_files"] = [s for s in scripts if getattr(s, "attributes", {}).get("type") != WIDGET_STATE_TYPE]
 
 
 # ---------------------------------------------------------------- after the build
@@ -202,6 +214,7 @@ def setup(app):
     # Before Sphinx normalises html_js_files (priority 800).
     app.connect("config-inited", drop_page_specific_assets, priority=400)
     app.connect("html-page-context", add_search_note)
+    app.connect("html-page-context", drop_widget_state)
     # After sphinx-external-toc writes its redirect (priority 500) and the theme copies its assets.
     app.connect("build-finished", finish, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
