@@ -223,6 +223,12 @@ def train_linear_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor,
     return TrainResult(W=W.detach(), accuracy=best, steps=steps, reached=best >= config.threshold)
 
 
+def mlp_init(m: int, d: int, seed: int) -> torch.Tensor:
+    """First-layer weights W1 (m, d) of an MLP memory: i.i.d. N(0, 1/d), drawn on the CPU from ``seed``."""
+    m, d = check_int("m", m, 1), check_int("d", d, 1)
+    return torch.randn(m, d, generator=generator(seed), dtype=torch.float64) / d**0.5  # (m, d)
+
+
 def mlp_forward(E: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor, W2: torch.Tensor) -> torch.Tensor:
     """The MLP memory F(e) = W2 relu(W1 e + b1) applied to every row of E (N, d): returns (N, d)."""
     return torch.relu(E @ W1.T + b1) @ W2.T  # (N, m) -> (N, d)
@@ -299,13 +305,11 @@ def random_features_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tens
                            centred: bool = True, act: str = "relu") -> tuple[torch.Tensor, torch.Tensor]:
     """Theorem 2's construction (chapter 2): a random first layer and a one-gradient-step second layer.
 
-    W1 (m, d) has i.i.d. N(0, 1) entries (``train.mlp_init`` times sqrt(d), so w_j . e ~ N(0, 1) for a unit e),
+    W1 (m, d) has i.i.d. N(0, 1) entries (``mlp_init`` times sqrt(d), so w_j . e ~ N(0, 1) for a unit e),
     and W2 = (1/N) sum_x (U[f(x)] - mean_y U[y]) sigma(W1 e_x)^T (d, m): the step of size 1 that the
     cross-entropy takes from W2 = 0 with W1 fixed. ``centred=False`` drops the mean unembedding (the plain
     Hebbian sum). Returns (W1, W2); the memory is F(e) = W2 sigma(W1 e), read by ``rf_scores``.
     """
-    from .train import mlp_init  # train imports this module
-
     _check_memory_args(E, U, targets)
     m = check_int("m", m, 1)
     d = E.shape[1]
@@ -347,13 +351,15 @@ def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "
     The right score is S (1 + tau Z_0), each wrong one S sigma Z_y, with S = Var sigma(g) the signal left after
     centring and, for the kernel k(e, e') = (1/m) sum_j sigma(w_j . e) sigma(w_j . e'),
     V = Var_{e'} k(e', e) ~ c_1^4 / d + 2 c_2^4 / d^2 + E[sigma^2] Var[sigma] / m:
-    sigma^2 = N (1/d + 1/M_block) V / S^2 + 1/d (M_block = M for a fixed vocabulary, absent when M = N), and
+    sigma^2 = N (1/d + 1/M_block) V / S^2 + 1/d (M_block = M for a many-to-one map, M < N; absent when M = N,
+    whether M is passed or not: then no other input shares an output), and
     tau^2 = sigma^2 + Var[sigma^2] / (m S^2) (the fluctuation of k(e_x, e_x) over the m features).
     """
     N, d, m = check_int("N", N, 1), check_int("d", d, 1), check_int("m", m, 1)
     mo = _activation_moments(act)
     V = mo["c1sq"] ** 2 / d + 2 * mo["c2sq"] ** 2 / d**2 + mo["second"] * mo["var"] / m
-    block = 0.0 if M is None else 1 / check_int("M", M, 2)
+    M = N if M is None else check_int("M", M, 2)
+    block = 1 / M if M < N else 0.0  # the inputs sharing an output add a block term only if some do
     sigma2 = N * (1 / d + block) * V / mo["var"] ** 2 + 1 / d
     return sigma2, sigma2 + mo["var_sq"] / (m * mo["var"] ** 2)
 

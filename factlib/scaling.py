@@ -706,21 +706,3 @@ SCALING_FIGURES: dict[str, Figure] = {
     ),
 }
 
-
-def reproduce_reduced(figure: str, out: str, note: str, **overrides) -> dict:
-    """``reproduce(figure, "full")`` with some full-profile config values replaced (e.g. ``alpha_beta``,
-    ``protocol``), for a run on a machine that cannot afford the paper's scale; ``note`` says what was cut and
-    lands in the provenance's config. The registry is restored afterwards."""
-    from .figures import FIGURES, reproduce
-
-    check_choice("figure", figure, SCALING_FIGURES)
-    unknown = set(overrides) - set(SCALING_FIGURES[figure].configs["full"])
-    if unknown:
-        raise ValueError(f"overrides must be keys of the full config; unknown: {sorted(unknown)}")
-    original = FIGURES[figure]
-    config = {**original.configs["full"], **overrides, "note": note}
-    FIGURES[figure] = replace(original, configs={**original.configs, "full": config})
-    try:
-        return reproduce(figure, "full", device="auto", out=out, progress=False)
-    finally:
-        FIGURES[figure] = original

@@ -27,16 +27,11 @@ from ._validate import check_choice, check_float, check_int
 from .capacity import CapacitySearch, predicted_capacity
 from .config import generator
 from .embeddings import memory_embeddings
-from .memory import TrainConfig, train_linear_memory, train_mlp_memory
+from .memory import TrainConfig, mlp_init, train_linear_memory, train_mlp_memory
 
 KINDS = ("linear", "mlp")
 #: logits are computed in blocks of rows of about this many entries (2^19 floats: 2 MB, cache-resident)
 CHUNK_ELEMS = 1 << 19
-
-
-def mlp_init(m: int, d: int, seed: int) -> torch.Tensor:
-    """First-layer weights W1 (m, d) of an MLP memory: i.i.d. N(0, 1/d), drawn on the CPU from ``seed``."""
-    return torch.randn(m, d, generator=generator(seed), dtype=torch.float64) / d**0.5  # (m, d)
 
 
 def many_to_one_targets(N: int, M: int) -> torch.Tensor:

@@ -443,3 +443,39 @@ def test_rf_noise_variance_scales_with_md():
     wide, _ = memory.rf_noise_variance(400, 32, 10_000, act="relu")
     assert wide > 400 * 0.5 / 32**2
     assert memory.rf_noise_variance(400, 32, 64, M=16)[0] > memory.rf_noise_variance(400, 32, 64)[0]
+
+
+def test_rf_noise_variance_block_term_only_for_many_to_one():
+    # M = N passed explicitly is the one-to-one map: no block term, the same as M omitted
+    from factlib.memory import rf_noise_variance
+    assert rf_noise_variance(512, 16, 256, M=512) == rf_noise_variance(512, 16, 256)
+    many = rf_noise_variance(512, 16, 256, M=32)
+    assert many[0] > rf_noise_variance(512, 16, 256)[0]  # a many-to-one map adds the block term
+    with pytest.raises(ValueError, match="M"):
+        rf_noise_variance(512, 16, 256, M=1)
+
+
+def test_package_imports_bottom_up():
+    # each module imports alone in a fresh interpreter, and no `from .x import` (module or function level) closes
+    # a cycle: config, embeddings -> memory, task -> models -> constructions, train, ... -> figures, CLI
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "factlib"
+    graph = {f.stem: {m.group(1) for m in re.finditer(r"^\s*from \.(\w+) import", f.read_text(), re.M)}
+             for f in root.glob("*.py")}
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, seen + (n,))) for n in graph.get(start, ()))
+
+    assert not [m for m in graph if reaches(m, m)], "import cycle among factlib modules"
+    for low in ("config", "embeddings", "memory", "task"):
+        assert not graph[low] & {"train", "capacity", "models", "constructions", "figures"}
+    code = "; ".join(f"import factlib.{m}" for m in ("memory", "capacity", "train", "constructions"))
+    for name in sorted(graph):
+        if name in ("widgets", "__main__"):
+            continue  # widgets needs ipywidgets; __main__ is the CLI entry point, tested in test_cli
+        subprocess.run([sys.executable, "-c", f"import factlib.{name}"], check=True, cwd=root.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root.parent)
