@@ -5,6 +5,7 @@ memory W (d, d) recalls ``argmax_y U[y] . (W E[x])``. Conventions: E (N, d), U (
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 from ._validate import ArgumentTypeError, check_choice, check_float, check_int, check_tensor
 from .config import generator
+from .embeddings import memory_embeddings
 
 
 def _check_memory_args(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, W: torch.Tensor | None = None) -> None:
@@ -265,9 +267,11 @@ def train_mlp_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, W1
 
 # ---- MLP memories by construction (chapter 2) --------------------------------------------------------------------
 
-#: activations of the random-features memory: the ReLU, and the ReLU less its Hermite components of degree 0
-#: and 1 (relu(t) - 1/sqrt(2 pi) - t/2), whose kernel has no constant and no linear part (chapter 2)
-ACTIVATIONS = ("relu", "relu-high")
+#: activations of the random-features memory: the ReLU; the ReLU less its Hermite components of degree 0
+#: and 1 (relu(t) - 1/sqrt(2 pi) - t/2 = |t|/2 - 1/sqrt(2 pi)), whose kernel has no constant and no linear part;
+#: and "relu-deg<k>" (k = 4, 6), the even ReLU combination ``hermite_free_relu(k)`` with no Hermite component of
+#: degree below k (chapter 2, eq. "degree-k cap"; chapter 4, Theorem 4's multi-input memory)
+ACTIVATIONS = ("relu", "relu-high", "relu-deg4", "relu-deg6")
 
 
 def relu_hermite_coefficient(k: int) -> float:
@@ -276,8 +280,6 @@ def relu_hermite_coefficient(k: int) -> float:
     Closed form: c_0 = 1/sqrt(2 pi), c_1 = 1/2, c_k = He_{k-2}(0) / sqrt(2 pi k!) for k >= 2, zero for odd k >= 3;
     sum_k c_k^2 = E[relu(g)^2] = 1/2.
     """
-    import math
-
     k = check_int("k", k, 0)
     if k == 1:
         return 0.5
@@ -293,12 +295,60 @@ def relu_hermite_coefficient(k: int) -> float:
     return (-1) ** j * phi0 * math.exp(log_value)
 
 
+def _gauss_grid() -> tuple[torch.Tensor, torch.Tensor]:
+    """Quadrature nodes g (n,) on [-12, 12] and weights (n,): the N(0, 1) density times dg."""
+    g = torch.linspace(-12, 12, 48001, dtype=torch.float64)  # (n,)
+    return g, torch.exp(-g**2 / 2) / (2 * torch.pi) ** 0.5 * (g[1] - g[0])
+
+
+def _hermite(j: int, t: torch.Tensor) -> torch.Tensor:
+    """The normalised probabilists' Hermite polynomial He_j(t) / sqrt(j!), by the three-term recurrence."""
+    prev, cur = torch.ones_like(t), t.clone()
+    if j == 0:
+        return prev
+    for i in range(1, j):  # He_{i+1} = t He_i - i He_{i-1}
+        prev, cur = cur, t * cur - i * prev
+    return cur / math.sqrt(math.factorial(j))
+
+
+_FREE_RELU: dict = {}
+
+
+def hermite_free_relu(k: int, spacing: float = 0.4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Offsets b (k/2 + 1,) and weights gamma (k/2 + 1,) of the even ReLU combination (chapters 2 and 4)
+
+        g_k(t) = sum_i gamma_i (relu(t - b_i) + relu(-t - b_i)),   b_i = i * spacing,
+
+    whose Hermite components of degree 0, 2, ..., k - 2 vanish (odd degrees vanish because g_k is even), scaled
+    so that E g_k(g)^2 = 1 for g ~ N(0, 1). Its kernel E g_k(w.e) g_k(w.e') = sum_{j >= k} a_j^2 rho^j for unit
+    e, e' with rho = e.e'. The k/2 constraints on k/2 + 1 weights leave one direction, found by an SVD of the
+    Hermite coefficients computed by quadrature. Each feature costs k + 2 ReLU neurons.
+    """
+    k = check_int("k", k, 2)
+    if k % 2:
+        raise ValueError(f"k must be even (g_k is an even function); got {k}")
+    spacing = check_float("spacing", spacing, 0.0, low_open=True)
+    if (k, spacing) not in _FREE_RELU:
+        g, weight = _gauss_grid()
+        b = spacing * torch.arange(k // 2 + 1, dtype=torch.float64)  # (k/2 + 1,)
+        pieces = torch.relu(g[:, None] - b) + torch.relu(-g[:, None] - b)  # (n, k/2 + 1)
+        coeffs = torch.stack([(weight[:, None] * pieces * _hermite(j, g)[:, None]).sum(0)
+                              for j in range(0, k, 2)])  # (k/2, k/2 + 1): Hermite coefficients of each piece
+        gamma = torch.linalg.svd(coeffs).Vh[-1]  # (k/2 + 1,): the null direction
+        gamma = gamma / (weight * (pieces @ gamma) ** 2).sum().sqrt()
+        _FREE_RELU[(k, spacing)] = (b, gamma)
+    return _FREE_RELU[(k, spacing)]
+
+
 def activation(name: str, t: torch.Tensor) -> torch.Tensor:
     """The activation ``name`` (one of ``ACTIVATIONS``) applied elementwise to t."""
     check_choice("activation", name, ACTIVATIONS)
     if name == "relu":
         return torch.relu(t)
-    return torch.relu(t) - relu_hermite_coefficient(0) - relu_hermite_coefficient(1) * t
+    if name == "relu-high":
+        return torch.relu(t) - relu_hermite_coefficient(0) - relu_hermite_coefficient(1) * t
+    b, gamma = (x.to(t) for x in hermite_free_relu(int(name.removeprefix("relu-deg"))))
+    return ((torch.relu(t[..., None] - b) + torch.relu(-t[..., None] - b)) * gamma).sum(-1)  # (..., k/2 + 1) -> (...)
 
 
 def random_features_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, m: int, seed: int,
@@ -336,8 +386,7 @@ def score_margins(gamma: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def _activation_moments(act: str) -> dict:
     """E sigma^2, Var sigma, c_1^2, c_2^2 and Var(sigma^2) of an activation under g ~ N(0, 1), by quadrature."""
-    g = torch.linspace(-12, 12, 48001, dtype=torch.float64)
-    weight = torch.exp(-g**2 / 2) / (2 * torch.pi) ** 0.5 * (g[1] - g[0])  # (n,) Gaussian density times dg
+    g, weight = _gauss_grid()  # (n,), (n,)
     s = activation(act, g)
     mean, second = float((weight * s).sum()), float((weight * s**2).sum())
     return {"second": second, "var": second - mean**2, "c1sq": float((weight * s * g).sum()) ** 2,
@@ -369,3 +418,69 @@ def rf_accuracy_prediction(N: int, d: int, m: int, M: int | None = None, act: st
     (sigma^2, tau^2) from ``rf_noise_variance`` (M = N outputs if M is None). A rough model, like chapter 1's."""
     sigma2, tau2 = rf_noise_variance(N, d, m, M, act)
     return gaussian_recall_probability(sigma2, tau2, N if M is None else M)
+
+
+# ---- the multi-input memory (chapter 4, Theorem 4) -------------------------------------------------------------------
+
+def pair_inputs(Cs: torch.Tensor, Cr: torch.Tensor) -> torch.Tensor:
+    """The superposed inputs x(s, r) = (Cs[s] + Cr[r]) / sqrt(2) of the multi-input memory; (S, R, d).
+
+    Unit norm when the codes are unit vectors with Cs[s] . Cr[r] = 0 (codes in disjoint coordinate blocks).
+    """
+    check_tensor("Cs", Cs, ndim=2, floating=True, finite=True)
+    check_tensor("Cr", Cr, shape=(None, Cs.shape[1]), floating=True, finite=True)
+    return (Cs[:, None] + Cr[None]) / 2**0.5  # (S, 1, d) + (1, R, d) -> (S, R, d)
+
+
+def _check_pairs(X: torch.Tensor, U: torch.Tensor, table: torch.Tensor) -> None:
+    check_tensor("X", X, ndim=3, floating=True, finite=True)
+    check_tensor("U", U, shape=(None, X.shape[2]), floating=True, finite=True)
+    check_tensor("table", table, shape=(X.shape[0], X.shape[1]))
+    if table.dtype not in (torch.int64, torch.int32) or table.min() < 0 or table.max() >= U.shape[0]:
+        raise ValueError(f"table must be an integer (S, R) tensor with entries in [0, M-1] = [0, {U.shape[0] - 1}]")
+
+
+def multi_input_memory(X: torch.Tensor, U: torch.Tensor, table: torch.Tensor, m: int, seed: int,
+                       act: str = "relu-deg4") -> tuple[torch.Tensor, torch.Tensor]:
+    """Theorem 4's MLP memory (chapter 4, eq. "multi-input memory"): stores a*(s, r) = table[s, r] for inputs
+    X[s, r] (S, R, d) of unit norm, typically ``pair_inputs`` of a subject and a relation code.
+
+    W1 (m, d) has i.i.d. N(0, 1) entries; the features phi(s, r) = act(W1 x(s, r)) have no Hermite component
+    of degree below k (``act = "relu-deg<k>"``), so the kernel ((rho_s + rho_r) / 2)^j, j >= k, keeps little of
+    what depends on s alone or r alone; the second layer is the Hebbian sum over the S R facts
+    W2 = (1 / S R) sum_{s, r} Y(s, r) phi(s, r)^T with doubly centred outputs
+    Y(s, r) = u_{a*(s, r)} - mean_s' u_{a*(s', r)} - mean_r' u_{a*(s, r')} + mean_{s', r'} u_{a*(s', r')},
+    which removes exactly the part of the kernel that is constant over the pairs sharing r (or s).
+    Returns (W1, W2 (d, m)); the memory is F(x) = W2 act(W1 x), read by ``multi_input_scores``.
+    """
+    _check_pairs(X, U, table)
+    m = check_int("m", m, 1)
+    check_choice("act", act, ACTIVATIONS)
+    d = X.shape[2]
+    W1 = (mlp_init(m, d, seed) * d**0.5).to(X)  # (m, d): rows N(0, I)
+    features = activation(act, X @ W1.T)  # (S, R, m)
+    Y = U[table]  # (S, R, d)
+    Y = Y - Y.mean(0, keepdim=True) - Y.mean(1, keepdim=True) + Y.mean((0, 1), keepdim=True)  # (S, R, d)
+    return W1, torch.einsum("srd,srm->dm", Y, features) / (X.shape[0] * X.shape[1])  # (d, m)
+
+
+def multi_input_scores(X: torch.Tensor, U: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor,
+                       act: str = "relu-deg4") -> torch.Tensor:
+    """Scores gamma[s, r, a] = U[a] . W2 act(W1 X[s, r]) of a multi-input memory; (S, R, M)."""
+    return activation(act, X @ W1.T) @ W2.T @ U.T  # (S, R, m) -> (S, R, d) -> (S, R, M)
+
+
+def multi_input_accuracy(X: torch.Tensor, U: torch.Tensor, table: torch.Tensor, W1: torch.Tensor,
+                         W2: torch.Tensor, act: str = "relu-deg4") -> float:
+    """Fraction of the S R pairs whose top score is a*(s, r): an exact check over every pair (chapter 4)."""
+    _check_pairs(X, U, table)
+    return (multi_input_scores(X, U, W1, W2, act).argmax(-1) == table).double().mean().item()
+
+
+def rf_identity_recall(N: int, d: int, m: int, seed: int = 0, act: str = "relu-deg4") -> float:
+    """Recall accuracy of ``random_features_memory`` storing f*(x) = x for N unit Gaussian inputs in R^d
+    (chapter 2, "beyond d^2"): float64, embeddings from ``memory_embeddings(N, N, d, seed)``."""
+    E, U = memory_embeddings(check_int("N", N, 2), N, check_int("d", d, 1), seed, dtype=torch.float64)
+    targets = torch.arange(N)
+    W1, W2 = random_features_memory(E, U, targets, m, seed + 1, act=act)
+    return (rf_scores(E, U, W1, W2, act).argmax(dim=1) == targets).double().mean().item()
