@@ -479,3 +479,40 @@ def test_package_imports_bottom_up():
             continue  # widgets needs ipywidgets; __main__ is the CLI entry point, tested in test_cli
         subprocess.run([sys.executable, "-c", f"import factlib.{name}"], check=True, cwd=root.parent)
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root.parent)
+
+
+def test_hermite_free_relu_has_no_low_degrees():
+    g, weight = memory._gauss_grid()
+    for k in (4, 6):
+        f = memory.activation(f"relu-deg{k}", g)
+        low = [float((weight * f * memory._hermite(j, g)).sum()) for j in range(k)]
+        assert max(map(abs, low)) < 1e-6 and abs(float((weight * f * f).sum()) - 1) < 1e-6
+    for bad in (3, 0, True, 4.0):
+        with pytest.raises(ValueError, match="k"):
+            memory.hermite_free_relu(bad)
+    with pytest.raises(ValueError, match="spacing"):
+        memory.hermite_free_relu(4, float("nan"))
+
+
+def test_multi_input_memory_recalls_every_pair_beyond_half_d():
+    # S = 48 subjects in a 16-coordinate block (not orthogonal), R = 4: exact check over all 192 pairs
+    from factlib.constructions import random_codes
+    gen = torch.Generator().manual_seed(0)
+    S, R, D, d = 48, 4, 4, 32
+    Cs, Cr = torch.zeros(S, d, dtype=torch.float64), torch.zeros(R, d, dtype=torch.float64)
+    Cs[:, :16], Cr[:, 16:] = random_codes(S, 16, gen), random_codes(R, 16, gen)
+    U = torch.nn.functional.normalize(torch.randn(R * D, d, generator=gen, dtype=torch.float64), dim=1)
+    table = torch.randint(0, D, (S, R), generator=gen) + torch.arange(R) * D
+    X = memory.pair_inputs(Cs, Cr)
+    W1, W2 = memory.multi_input_memory(X, U, table, 6000, seed=0)
+    assert memory.multi_input_accuracy(X, U, table, W1, W2) == 1.0
+    with pytest.raises(ValueError, match="table"):
+        memory.multi_input_memory(X, U, table + R * D, 10, seed=0)
+    with pytest.raises(ValueError, match="m"):
+        memory.multi_input_memory(X, U, table, 0, seed=0)
+
+
+def test_degree_four_memory_stores_more_than_d_squared():
+    # N = 2 d^2 associations at d = 16: the degree-4 features store them, the ReLU less degrees 0, 1 does not
+    assert memory.rf_identity_recall(512, 16, 3000, seed=0) >= 0.99
+    assert memory.rf_identity_recall(512, 16, 3000, seed=0, act="relu-high") < 0.5
