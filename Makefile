@@ -20,14 +20,15 @@ VENDOR_STAMP := $(VENDOR)/.stamp-$(subst /,-,$(HTML_MANAGER))-$(REQUIREJS)
 
 HTML := _build/html
 # Chapters that train: their printed numbers depend on the processor's rounding and carry stated tolerances
-# (tools/nbval_tolerance.py). `make test` runs them a second time with another choice of CPU kernels.
-TRAINING_CHAPTERS := book/01_linear_memory.ipynb book/02_mlp_memory.ipynb book/05_training_transformers.ipynb \
-	book/07_lower_bounds.ipynb
+# (tools/nbval_tolerance.py). `make test` runs these a second time with another choice of CPU kernels; chapter 2
+# (the slowest, checked the same way by hand: see README) is left out of that second pass to keep `make test`
+# within 15 minutes on two cores.
+OTHER_KERNELS_CHAPTERS := book/01_linear_memory.ipynb book/05_training_transformers.ipynb book/07_lower_bounds.ipynb
 NBVAL := -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 # `make execute CHAPTERS=book/01_linear_memory.ipynb` re-runs one chapter; empty: all of them
 CHAPTERS ?=
 
-.PHONY: venv vendor book build test unit-test nbval system-deps execute lab clean
+.PHONY: venv vendor book build test unit-test nbval system-deps execute assignments lab clean
 
 venv: $(VENV_STAMP) $(KERNELSPEC)
 
@@ -59,7 +60,9 @@ book: venv vendor build
 
 # Notebooks are never executed here (execute_notebooks: off). -W turns every warning into an error;
 # --all re-reads every page, so a warning cannot hide in an unchanged page of an incremental build.
+# The old HTML goes first: a page or asset the book no longer makes must not survive from an earlier build.
 build:
+	rm -rf $(HTML)
 	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going --builder html
 	@echo "Built $(HTML)/index.html"
 
@@ -80,11 +83,16 @@ unit-test: venv
 # (no AVX2/AVX-512) and MKL's processor-independent code path round differently from this machine's.
 nbval: venv
 	$(PY) $(NBVAL) book/
-	ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE $(PY) $(NBVAL) $(TRAINING_CHAPTERS)
+	ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE $(PY) $(NBVAL) $(OTHER_KERNELS_CHAPTERS)
 
 # Re-run every chapter and store outputs and widget state (then commit the notebooks).
 execute: venv
 	$(PY) tools/execute_notebooks.py $(CHAPTERS)
+
+# The course edition: one nbgrader assignment per chapter, generated from book/ into _assignments/ (git-ignored):
+# source/ (the chapters, with solutions), release/ (the student version), gradebook.db. See book/instructors.md.
+assignments: venv
+	$(PY) tools/assignments.py
 
 # JupyterLab on this machine only (127.0.0.1), serving book/, with the kernel $(KERNEL) as its only kernel, started
 # without asking, and no news or update checks: tools/jupyter/, which tests/test_lab.py uses too. It prints the
@@ -96,4 +104,4 @@ lab: venv
 		$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(LAB_ARGS)
 
 clean:
-	rm -rf _build $(VENDOR) .pytest_cache
+	rm -rf _build $(VENDOR) .pytest_cache _assignments

@@ -22,7 +22,14 @@ from collections.abc import Callable
 import torch
 
 from ._validate import check_choice, check_float, check_int
+from .constructions import predicted_max_head_load, predicted_min_d, predicted_min_features
+from .embeddings import memory_embeddings
+from .memory import TrainConfig, mlp_forward, recall_accuracy, train_linear_memory, train_mlp_memory
+from .models import parameter_count
+from .scaling import Protocol, Run, run_table, train_runs, variant_task
 from .sweeps import Figure
+from .task import TaskConfig, all_pairs, prompts_for_pairs
+from .train import _first_layer, linear_problem, mlp_problem
 
 #: the largest precision ``quantize`` and ``min_bits`` accept
 MAX_BITS = 24
@@ -112,7 +119,6 @@ def map_bits(N: int, M: int, kind: str = "any") -> float:
 def variant_bounds(variant: str, n: int, p: float, accuracy: float = 1.0, D: int = 8) -> dict:
     """What the bounds become for a task family of chapter 5 (``scaling.VARIANTS``) at scale n: the task's
     sizes, its table bits, the Fano bits at ``accuracy`` and the parameters needed at ``p`` bits each."""
-    from .scaling import variant_task
 
     task = variant_task(variant, n, D)
     distinct = task.distinct_answers
@@ -139,7 +145,6 @@ def head_loads(S: int, R: int) -> list[int]:
 
 def _fewest_heads(task, d: int, loads: list[int]) -> int | None:
     """Fewest heads H >= 2 whose load meets the selection condition of chapter 4 at width d, or None."""
-    from .constructions import predicted_max_head_load
 
     for H in range(2, len(loads)):
         if loads[H] <= predicted_max_head_load(task, d, H):
@@ -156,8 +161,6 @@ def construction_parameters(S: int, R: int, D: int, construction: str, d_max: in
     Counts are the paper's 4 H d_h d + 2 m d. Returns {"d", "H", "d_h", "m", "attention", "mlp", "params"};
     params is inf when no d up to ``d_max`` works.
     """
-    from .constructions import predicted_min_d, predicted_min_features
-    from .task import TaskConfig
 
     S, R, D = _sizes(S, R, D)
     check_choice("construction", construction, CONSTRUCTION_NAMES)
@@ -240,9 +243,6 @@ MEMORY_RECIPE = {"linear": {"lr": 3.0, "steps": 1024}, "mlp": {"lr": 3e-2, "step
 def _memory_job(job: dict) -> list[dict]:
     """Train a memory (the draws of the capacity searches of chapters 1-2) until it recalls every pair or its
     step budget ends, then quantise it; bits = log2 of the number of injective maps (f*(x) = x)."""
-    from .memory import TrainConfig, mlp_forward, recall_accuracy, train_linear_memory, train_mlp_memory
-    from .embeddings import memory_embeddings
-    from .train import _first_layer, linear_problem, mlp_problem
 
     kind, d, N, seed = job["kind"], job["d"], job["N"], job["seed"]
     problem = linear_problem(d, seed) if kind == "linear" else mlp_problem(d, job["m"], seed)
@@ -283,7 +283,6 @@ def _accounting(row: dict, p_min: int | None, curve: list[float], threshold: flo
 def transformer_recall(model, task, table: torch.Tensor, repeats: int = 16, seed: int = 0) -> tuple[float, float]:
     """(accuracy, cross-entropy in nats) of a one-layer transformer over every pair, ``repeats`` prompts each
     (the same prompts for every call with the same seed), pairs weighted uniformly."""
-    from .task import all_pairs, prompts_for_pairs
 
     s, r = all_pairs(task)  # (S R,), (S R,)
     s, r = s.repeat(repeats), r.repeat(repeats)  # (S R repeats,)
@@ -316,9 +315,6 @@ def _transformer_job(job: dict) -> list[dict]:
     (every run repeats the same trajectory and stops later); each stopped model is measured and quantised. p_min
     keeps the population accuracy within ``tolerance`` of the unquantised model's (and >= ``threshold`` for the
     rung whose target is that threshold)."""
-    from .models import parameter_count
-    from .scaling import Protocol, Run, run_table, train_runs
-    from .task import TaskConfig
 
     task = TaskConfig(S=job["S"], R=job["R"], D=job["D"])
     run = Run(task, job["d"], job["H"], job["d_h"], job["m"], job["lr"], job["seed"])

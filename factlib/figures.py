@@ -173,6 +173,7 @@ FIGURES: dict[str, Figure] = {
 }
 
 
+@functools.cache
 def _code_hash() -> str:
     """SHA-256 (16 hex digits) of every ``.py`` file of factlib, by path and content.
 
@@ -180,17 +181,11 @@ def _code_hash() -> str:
     edit anywhere, a docstring included, makes the stored results of every figure be computed again) and
     simple (no import graph to get wrong).
     """
-    global _CODE_HASH
-    if _CODE_HASH is None:
-        root = Path(__file__).resolve().parent
-        digest = hashlib.sha256()
-        for path in sorted(root.rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-        _CODE_HASH = digest.hexdigest()[:16]
-    return _CODE_HASH
-
-
-_CODE_HASH: str | None = None
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def job_context(figure: str, device: torch.device) -> dict:

@@ -80,7 +80,7 @@ class OneLayerTransformer(nn.Module):
         self.W2 = nn.Parameter(torch.zeros(d, m))        # (d, m)
 
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention from the last position: returns (output (B, d), weights (B, H, T)) for x (B, T, d)."""
+        """Attention from the last position: (output (B, d), weights (B, H, T)) for x (B, T, d)."""
         q = torch.einsum("bd,hde->bhe", x[:, -1], self.W_Q)  # (B, H, d_h): only EOS queries
         k = torch.einsum("btd,hde->bhte", x, self.W_K)  # (B, H, T, d_h)
         v = torch.einsum("btd,hde->bhte", x, self.W_V)  # (B, H, T, d_h)

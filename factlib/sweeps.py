@@ -124,7 +124,6 @@ class ResultStore:
         self.path = Path(path)
         self.context = context
         self.check_result = check_result
-        self.results: dict[str, object] = {}
         self.records: dict[str, dict] = {}
         self.rejected: dict[str, str] = {}
         if self.path.is_dir():
@@ -148,7 +147,6 @@ class ResultStore:
                 continue  # a write cut short by a kill (the next run starts on a fresh line): that job runs again
             problem = _problem(record, self.context, self.check_result)
             if problem is None:
-                self.results[record["key"]] = record["result"]
                 self.records[record["key"]] = record
                 continue
             if isinstance(record, dict) and isinstance(record.get("job"), dict):
@@ -160,6 +158,11 @@ class ResultStore:
             warnings.warn(f"{self.path}: ignored {len(problems)} record(s), their jobs run again "
                           f"({'; '.join(problems[:3])}{'; ...' if len(problems) > 3 else ''})", stacklevel=3)
 
+    @property
+    def results(self) -> dict[str, object]:
+        """Key -> result of every reusable record."""
+        return {key: record["result"] for key, record in self.records.items()}
+
     def key(self, job: dict) -> str:
         return record_key(job, self.context)
 
@@ -170,7 +173,7 @@ class ResultStore:
     def __getitem__(self, job: dict):
         if job not in self:
             raise KeyError(job_key(job))
-        return self.results[self.key(job)]
+        return self.records[self.key(job)]["result"]
 
     def wall_s(self, job: dict) -> float:
         """Seconds the stored run of ``job`` took (0 if not recorded)."""
@@ -193,7 +196,6 @@ class ResultStore:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        self.results[key] = result
         self.records[key] = record
         self.rejected.pop(job_key(job), None)
 

@@ -9,17 +9,14 @@ from IPython.display import display
 
 from .embeddings import memory_embeddings
 from .memory import hebbian_accuracy_prediction, hebbian_memory, low_rank_memory, margins
-from .plots import COLORS, figure
+from .plots import COLORS, figure, png
 
 
-def _png(fig) -> bytes:
-    """A figure as PNG bytes (then closed), for an Image widget: the cell then emits nothing but the widget."""
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+def _show(image: w.Image, fig) -> None:
+    """Put ``fig`` (then closed) into an Image widget as a 2x PNG shown at the figure's 1x width, so the cell
+    emits nothing but the widget and the page neither stretches nor blurs the figure."""
+    image.value, width = png(fig)
+    image.width = str(width)
 
 
 def _live(sliders: dict, update) -> None:
@@ -64,7 +61,7 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
                                 (f"rank {rank}", margins(W_low, E, U, targets))],
                            "margin: right score minus best wrong score",
                            f"d={d}, N={N}: predicted accuracy (full) {hebbian_accuracy_prediction(N, d):.3f}")
-        image.value = _png(fig)
+        _show(image, fig)
 
     _live(sliders, update)
     items = list(sliders.values())
@@ -85,12 +82,12 @@ def draw_prompt(ax, task, tokens: torch.Tensor, answer: int, y: float = 0.0, lab
              for t in tokens.tolist()]
     for i, (name, kind) in enumerate(zip(names, kinds)):
         ax.add_patch(plt.Rectangle((i, y), 0.92, 0.8, color=TOKEN_COLORS[kind], alpha=0.9 if kind != "noise" else 0.5))
-        ax.text(i + 0.46, y + 0.4, name, ha="center", va="center", fontsize=7,
+        ax.text(i + 0.46, y + 0.4, name, ha="center", va="center", fontsize=8,
                 color="white" if kind in ("subject", "relation", "EOS") else "black")
     T = len(names)
     ax.annotate("", xy=(T + 0.6, y + 0.4), xytext=(T, y + 0.4), arrowprops={"arrowstyle": "->", "lw": 1.2})
     ax.add_patch(plt.Rectangle((T + 0.7, y), 1.4, 0.8, color=TOKEN_COLORS["answer"]))
-    ax.text(T + 1.4, y + 0.4, answer_name(task, answer), ha="center", va="center", fontsize=7, color="white")
+    ax.text(T + 1.4, y + 0.4, answer_name(task, answer), ha="center", va="center", fontsize=8, color="white")
     if label:
         ax.text(-0.3, y + 0.4, label, ha="right", va="center", fontsize=8)
 
@@ -105,7 +102,7 @@ def draw_prompts(task, tokens: torch.Tensor, answers: torch.Tensor, title: str =
     ax.set_ylim(-0.3, B + 0.1)
     ax.axis("off")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TOKEN_COLORS.values()]
-    ax.legend(handles, list(TOKEN_COLORS), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=7)
+    ax.legend(handles, list(TOKEN_COLORS), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=8)
     if title:
         ax.set_title(title)
     return fig, ax
@@ -135,16 +132,16 @@ def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int =
         tokens, answers, s, r = sample_batch(task, table, 4, seed + 1)  # (4, T), (4,), (4,), (4,)
         fig, _ = draw_prompts(task, tokens, answers, title=f"S={S}, R={R}, D={D}: {task.num_facts} facts, "
                                                            f"{information_bits(task):.0f} bits")
-        prompts_image.value = _png(fig)
-        fig, ax = figure(width=min(8.0, 1.2 + 0.35 * S), height=1.0 + 0.3 * R)
+        _show(prompts_image, fig)
+        fig, ax = figure(width=6.4, height=1.3 + 0.3 * R)
         ax.imshow((table % D).T.numpy(), cmap="viridis", vmin=0, vmax=max(D - 1, 1), aspect="auto")
         ax.scatter(s.numpy(), r.numpy(), marker="s", s=60, facecolors="none", edgecolors="red", label="sampled")
         ax.set_xlabel("subject s")
         ax.set_ylabel("relation r")
-        ax.set_title("fact table: a*(s, r) - r D (the answer's index in A_r)")
+        ax.set_title("fact table: index of a*(s, r) in A_r")
         ax.grid(False)
-        ax.legend(loc="upper right", fontsize=7, bbox_to_anchor=(1.0, 1.35))
-        table_image.value = _png(fig)
+        ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.01, 1.0))
+        _show(table_image, fig)
 
     _live(sliders, update)
     items = list(sliders.values())
@@ -155,16 +152,16 @@ def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int =
 
 def draw_constructions():
     """Schematic of the two constructions (the paper's Figure 3, redrawn): where the facts are stored."""
-    fig, axes = figure(ncols=2, width=4.6, height=3.6)
+    fig, axes = figure(ncols=2, width=3.8, height=4.0)
 
     def box(ax, x, y, w_, h, text, color, text_color="white"):
         ax.add_patch(plt.Rectangle((x, y), w_, h, color=color, alpha=0.9))
-        ax.text(x + w_ / 2, y + h / 2, text, ha="center", va="center", fontsize=7.5, color=text_color)
+        ax.text(x + w_ / 2, y + h / 2, text, ha="center", va="center", fontsize=8.5, color=text_color)
 
     def arrow(ax, x0, y0, x1, y1, text=""):
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "lw": 1.1})
         if text:
-            ax.text((x0 + x1) / 2 + 0.05, (y0 + y1) / 2, text, fontsize=6.5, ha="left", va="center")
+            ax.text((x0 + x1) / 2 + 0.05, (y0 + y1) / 2, text, fontsize=8, ha="left", va="center")
 
     for ax, title, facts_in_mlp in [(axes[0], "attention only (Theorem 3)", False),
                                     (axes[1], "attention + MLP (Theorem 4)", True)]:
@@ -240,7 +237,7 @@ def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: i
         axes[1].bar(["attention", "MLP"], [count["attention"], count["mlp"]], color=[COLORS[0], COLORS[3]])
         axes[1].set_ylabel("parameters")
         axes[1].set_title(f"{count['total']} parameters for {task.num_facts} facts", fontsize=9)
-        image.value = _png(fig)
+        _show(image, fig)
         summary.value = f"<pre>head load {head_load(task, H)} tokens; every pair right: {result.all_correct}</pre>"
 
     _live(sliders, update)
@@ -269,7 +266,6 @@ def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float 
     The plot is drawn into an Image widget and the summary into an HTML widget, so the cell itself emits no
     output besides the widget: what the notebook stores is the same under every client (nbclient, nbval).
     """
-    import io
     import math
 
     from .dynamics import DynamicsConfig, predicted_escape_steps, train
@@ -310,10 +306,7 @@ def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float 
                 f"{k} {'never' if v is None else f'{v:.0f}'}" for k, v in predicted.items())
         ax.set_title(f"S={S}, R={R}, D={D}, lr={lr:.3g}, init={init_scale:.1e}", fontsize=9)
         ax.legend(loc="upper right", fontsize=8)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-        image.value = buffer.getvalue()
+        _show(image, fig)
         summary.value = "<pre>" + describe(stages, R, D) + "\n" + note + \
             " (dotted lines; solid lines: detected escapes)</pre>"
 
@@ -348,7 +341,7 @@ def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | No
         axes[0].imshow(grid, origin="lower", cmap="viridis", vmin=0, vmax=1, aspect="auto")
         for i, b in enumerate(ms):
             for j, a in enumerate(Hs):
-                axes[0].text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                axes[0].text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
                              color="black" if grid[i, j] > 0.6 else "white")
         axes[0].add_patch(plt.Rectangle((Hs.index(h) - 0.5, ms.index(k) - 0.5), 1, 1, fill=False, ec=COLORS[1], lw=2.5))
         axes[0].set_xticks(range(len(Hs)), Hs)
@@ -372,7 +365,7 @@ def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | No
         axes[2].set_ylim(0, 1.05)
         axes[2].set_ylabel("accuracy of that block's logits alone")
         axes[2].set_title("where the facts are", fontsize=9)
-        image.value = _png(fig)
+        _show(image, fig)
         summary.value = (f"<pre>H = {h}, m = {k}: {cell['params']} parameters for {facts} facts "
                          f"({facts / cell['params']:.3f} facts per parameter); final accuracy {cell['accuracy']:.3f}</pre>")
 
@@ -415,7 +408,7 @@ def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: in
                                 ("one-step construction", built / built.abs().max())],
                            "margin (right score minus best wrong score), scaled to [-1, 1]",
                            f"d={d}, m={m}, N={N}, M={M}: N / (m d) = {N / (m * d):.2f}")
-        image.value = _png(fig)
+        _show(image, fig)
         predicted = rf_accuracy_prediction(N, d, m, None if M == N else M)
         summary.value = (f"<pre>{2 * m * d + m} trained parameters (2 m d + m) for {N} pairs; training stopped after "
                          f"{res.steps} steps at accuracy {res.accuracy:.3f}.\nConstruction: predicted accuracy "
@@ -456,7 +449,7 @@ def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: 
         ax.set_yscale("log")
         ax.set_ylabel("parameters")
         ax.set_title(f"S R = {S * R} facts, {bits:.0f} bits needed at accuracy {acc:.3f}", fontsize=9)
-        image.value = _png(fig)
+        _show(image, fig)
         lines = [f"table: {table_bits(S, R, D):.0f} bits; Theorem 8 at accuracy {acc:.3f}: {bits:.0f} bits, "
                  f"so P >= {bits / p:.0f} parameters at p = {p} bits"]
         for name, size in sizes.items():

@@ -1,4 +1,6 @@
 """Every chapter 5 checker passes the reference solution and names the misconception of wrong ones."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,45 @@ def test_capacity_from_outcomes_checker(capsys):
                            (lambda o: capacity(o) + 1, "expected")]:
         with pytest.raises(AssertionError, match=message):
             ch5.test_capacity_from_outcomes(wrong)
+
+
+def bits_per_parameter(S, R, D, params, distinct=False):
+    bits = R * math.lgamma(S + 1) / math.log(2) if distinct else S * R * math.log2(D)
+    return bits / params
+
+
+def test_bits_per_parameter_checker(capsys):
+    ch5.test_bits_per_parameter(bits_per_parameter)
+    assert "All tests in test_bits_per_parameter passed!" in capsys.readouterr().out
+    for wrong, message in [
+        (lambda S, R, D, P, distinct=False: S * R * math.log(D) / P, "math.log2"),
+        (lambda S, R, D, P, distinct=False: S * R / P, "facts per parameter"),
+        (lambda S, R, D, P, distinct=False: P / (S * R * math.log2(D)), "not params / bits"),
+        (lambda S, R, D, P, distinct=False: S * R * math.log2(D) / P, "R log2\\(S!\\) bits, less than"),
+        (lambda S, R, D, P, distinct=False: bits_per_parameter(S, 1, D, P, distinct) * (1 if distinct else R),
+         "its own permutation"),
+        (lambda S, R, D, P, distinct=False: (R * math.lgamma(S + 1) / P) if distinct else S * R * math.log2(D) / P,
+         "divide by ln 2"),
+        (lambda S, R, D, P, distinct=False: 1.0, "expected"),
+        (lambda S, R, D, P, distinct=False: None, "returned None"),
+    ]:
+        with pytest.raises(AssertionError, match=message):
+            ch5.test_bits_per_parameter(wrong)
+
+
+def iso_parameter_width(S, R, c, d, H, d_h):
+    return max(0.0, (S * R / c - 4 * H * d_h * d) / (2 * d))
+
+
+def test_iso_parameter_width_checker(capsys):
+    ch5.test_iso_parameter_width(iso_parameter_width)
+    assert "All tests in test_iso_parameter_width passed!" in capsys.readouterr().out
+    for wrong, message in [
+        (lambda S, R, c, d, H, d_h: (S * R / c - 4 * H * d_h * d) / (2 * d), "not a negative width"),
+        (lambda S, R, c, d, H, d_h: max(0.0, (S * R / c - 4 * H * d_h * d) / d), "2 m d"),
+        (lambda S, R, c, d, H, d_h: max(0.0, (S * R * c - 4 * H * d_h * d) / (2 * d)), "not S R c"),
+        (lambda S, R, c, d, H, d_h: max(0.0, (S * R / c - 3 * H * d_h * d) / (2 * d)), "four d x d_h maps"),
+        (lambda S, R, c, d, H, d_h: 7.0, "expected m"),
+    ]:
+        with pytest.raises(AssertionError, match=message):
+            ch5.test_iso_parameter_width(wrong)

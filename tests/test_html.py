@@ -1,8 +1,11 @@
 """The built book (`_build/html`) in a real headless Chromium, served from 127.0.0.1.
 
 Every page of the toc: no request leaves the machine, nothing fails to load, no console error,
-MathJax typesets all math, output figures load, stored widget snapshots render, theorems and
-exercises are numbered. A browser-free check also scans the HTML for remote scripts and styles.
+MathJax typesets all math and no raw TeX or `$` is left in the text, output figures load, stored widget
+snapshots render, theorems and exercises are numbered, each chapter page transfers under 4 MB (uncompressed,
+as this server sends it; expected to fail until the widget bundle shrinks), the bibliography uses author-year labels. Also: the top-level
+index.html has a title and a link, the search page works opened as a file, no empty index pages.
+A browser-free check also scans the HTML for remote scripts and styles.
 
 Set HTML_TEST_SCREENSHOTS=DIR to save a full-page screenshot of every page there.
 """
@@ -21,14 +24,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-]
 LOCAL_HOST = "127.0.0.1"
 TIMEOUT_MS = 30_000
 
@@ -122,26 +117,16 @@ def server():
     httpd.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not found: run `make system-deps` (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        # Never Playwright's own browser download: the system Chromium only.
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 class LoadedPage:
     """A page opened in the browser, with everything it requested and logged."""
 
     def __init__(self, browser, url):
-        self.requests, self.failures, self.errors = [], [], []
+        self.requests, self.failures, self.errors, self.finished = [], [], [], []
         self.page = browser.new_page(viewport={"width": 1280, "height": 900})
         self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("requestfinished", lambda r: self.finished.append(r))
         self.page.on("requestfailed", lambda r: self.failures.append(f"{r.url} ({r.failure})"))
         self.page.on("response", self._on_response)
         self.page.on("console", self._on_console)
@@ -164,6 +149,11 @@ class LoadedPage:
 
     def count(self, selector):
         return self.page.locator(selector).count()
+
+    def transferred_bytes(self):
+        """Bytes received for everything the page requested: headers and (encoded) bodies."""
+        sizes = [r.sizes() for r in self.finished]
+        return sum(s["responseHeadersSize"] + max(s["responseBodySize"], 0) for s in sizes)
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +219,78 @@ def test_math_is_typeset(pages, docname):
 
 
 @needs_build
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_no_raw_dollar_in_text(pages, docname):
+    """A `$` outside code is dollar math that was not parsed (or a stray delimiter)."""
+    prose = pages(docname).page.evaluate(_PROSE_TEXT)
+    spots = [prose[max(0, m.start() - 40):m.end() + 40] for m in re.finditer(r"\$", prose)]
+    assert not spots, f"{docname}: raw $ in the text: {spots}"
+
+
+MAX_CHAPTER_BYTES = 4_000_000
+
+
+@needs_build
+@pytest.mark.xfail(strict=True, reason="embed-amd.js (3.6 MB, the ipywidgets html-manager with ipywidgets 7 "
+                   "copies of base and controls), the theme's fontawesome.js (1.5 MB) and MathJax (1.2 MB) exceed 4 MB "
+                   "uncompressed")
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_chapter_page_weight(pages, docname):
+    loaded = pages(docname)
+    total = loaded.transferred_bytes()
+    assert total < MAX_CHAPTER_BYTES, f"{docname}: {total / 1e6:.2f} MB transferred in {len(loaded.finished)} requests"
+
+
+_AUTHOR_YEAR = re.compile(r"^[A-Z][\w'\-]*(?: [\w'\-]+)*(?: et al\.| and [A-Z][\w'\-]*(?: [\w'\-]+)*)?, (?:\d{4}[a-z]?|n\.d\.)$")
+
+
+@needs_build
+def test_bibliography_labels_are_author_year(pages):
+    loaded = pages("book/bibliography")
+    labels = loaded.page.eval_on_selector_all(
+        ".citation > .label", "els => els.map(e => e.textContent.trim().replace(/^\\[|\\]$/g, ''))")
+    assert labels, "no bibliography entries"
+    wrong = [label for label in labels if not _AUTHOR_YEAR.match(label)]
+    assert not wrong, f"labels that are not 'Name et al., 2024': {wrong}"
+    assert len(set(labels)) == len(labels), f"labels not unique: {labels}"
+    for docname in DOCNAMES:
+        cited = pages(docname).page.eval_on_selector_all(
+            "a[href*='bibliography.html#'], a[href^='#id']",
+            "els => els.map(e => e.textContent.trim())")
+        odd = [c for c in cited if re.search(r"[\\{}]", c)]
+        assert not odd, f"{docname}: citations with TeX left in them: {odd}"
+
+
+@needs_build
+def test_index_page_has_title_and_link():
+    text = (HTML / "index.html").read_text(encoding="utf8")
+    root = toc_docnames()[0]
+    assert re.search(r'<title>[^<]+</title>', text) and f'<a href="{root}.html"' in text, text
+
+
+@needs_build
+def test_no_empty_index_pages():
+    for name in ("genindex.html", "prf-prf.html"):
+        assert not (HTML / name).exists(), f"{name} is generated"
+    linking = [p.name for p in HTML.rglob("*.html") if re.search(r'href="[^"]*(genindex|prf-prf)\.html', p.read_text(encoding="utf8"))]
+    assert not linking, f"pages linking to an index page that is not built: {linking}"
+
+
+@needs_build
+def test_search_page_opened_as_file(browser):
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((HTML / "search.html").as_uri() + "?q=memory", wait_until="load", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#search-results", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(2000)
+    note = page.locator(".search-file-note")
+    assert note.count() == 1 and note.is_visible() and "http.server" in note.text_content()
+    assert not errors, f"uncaught errors on search.html opened as a file: {errors}"
+    page.close()
+
+
+@needs_build
 @pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
 def test_chapter_figures_load(pages, docname):
     loaded = pages(docname)
@@ -262,3 +324,102 @@ def test_book_shows_numbered_theorem_and_exercise(pages):
             "els => els.map(e => e.textContent.trim())")
     assert any(re.match(r"^(Theorem|Lemma|Proposition|Definition|Corollary) \d", t) for t in titles), titles
     assert any(re.match(r"^Exercise \d", t) for t in titles), titles
+
+
+# ---------------------------------------------------------------- exercises and their solutions
+
+_CHAPTERS = [d for d in DOCNAMES if is_notebook(d)]
+
+
+@needs_build
+@pytest.mark.parametrize("docname", _CHAPTERS)
+def test_solutions_stay_hidden_until_opened(pages, docname):
+    """Every exercise is followed by one collapsed solution box. No solution code (the cells with `BEGIN SOLUTION`)
+    and no checker output (`All tests in ... passed!`) is visible before the reader opens a box, and none lies
+    outside a box; each exercise with code names its checker outside the box. Clicking a box's title opens that
+    box where it is: the page does not navigate or jump back to the exercise."""
+    page = pages(docname).page
+    n_exercises = page.locator("div.exercise").count()
+    solutions = page.locator("div.solution")
+    assert n_exercises and solutions.count() == n_exercises, (
+        f"{docname}: {n_exercises} exercises, {solutions.count()} solution boxes")
+    outside = page.eval_on_selector_all(
+        "div.cell", """cells => cells.filter(c => !c.closest('div.solution'))
+                                  .map(c => c.textContent)
+                                  .filter(t => t.includes('BEGIN SOLUTION') || /All tests in \\w+ passed!/.test(t))""")
+    assert not outside, f"{docname}: solution code or checker output outside a solution box: {outside[:1]}"
+    visible_text = page.evaluate("() => document.querySelector('article').innerText")
+    assert "BEGIN SOLUTION" not in visible_text and "passed!" not in visible_text, (
+        f"{docname}: solution code or checker output visible before a box is opened")
+    with_code = page.eval_on_selector_all(
+        "div.solution", "els => els.filter(e => e.textContent.includes('BEGIN SOLUTION')).length")
+    named = page.eval_on_selector_all(
+        "div.exercise", "els => els.filter(e => /is checked by ch\\d\\.test_\\w+/.test(e.innerText)).length")
+    assert with_code and named == with_code, f"{docname}: {with_code} code solutions, {named} exercises name a checker"
+
+    first = solutions.first
+    content = first.locator(":scope > :not(.admonition-title)").first
+    assert not content.is_visible(), f"{docname}: the first solution box is open before a click"
+    url = page.url
+    first.locator(".admonition-title").click()
+    page.wait_for_timeout(300)
+    assert content.is_visible(), f"{docname}: clicking the solution's title did not open it"
+    assert page.url == url, f"{docname}: clicking the solution's title navigated to {page.url}"
+    box_top = first.evaluate("e => e.getBoundingClientRect().top")
+    assert -50 < box_top < 900, f"{docname}: the page jumped away from the opened box (its top at {box_top:.0f} px)"
+    first.locator(".admonition-title").click()  # closed again for the other tests on this page
+    page.wait_for_timeout(300)
+
+
+# ---------------------------------------------------------------- layout at a reader's width
+
+READER_VIEWPORT = {"width": 1400, "height": 900}
+
+# Each display equation: the width of its typeset math plus its number, against the width of the block that holds
+# both (the text column, or a box inside it). Wider math is cut off at the column's edge.
+_EQUATION_WIDTHS = """() => [...document.querySelectorAll('mjx-container[display="true"]')].map(c => {
+  const block = c.parentElement;
+  const math = c.querySelector('mjx-math') || c;
+  let left = Infinity, right = -Infinity;
+  for (const el of [math, ...math.querySelectorAll('*')]) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0) { left = Math.min(left, r.left); right = Math.max(right, r.right); }
+  }
+  const eqno = block.querySelector(':scope > .eqno');
+  const number = eqno ? eqno.getBoundingClientRect().width : 0;
+  return {label: eqno ? eqno.textContent.replace('#', '').trim() : (block.id || ''),
+          width: Math.ceil(right - left + number), column: Math.floor(block.clientWidth)};
+})"""
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_display_equations_fit_the_column(browser, server, docname):
+    page = browser.new_page(viewport=READER_VIEWPORT)
+    try:
+        page.goto(f"{server}/{docname}.html", wait_until="load", timeout=TIMEOUT_MS)
+        page.evaluate("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
+        widths = page.evaluate(_EQUATION_WIDTHS)
+    finally:
+        page.close()
+    wide = [f"{e['label']}: {e['width']} px in {e['column']} px" for e in widths if e["width"] > e["column"]]
+    assert not wide, f"{docname}: display equations wider than their column at 1400 px: {wide}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_figures_are_2x_and_shown_at_their_size(pages, docname):
+    """Output figures and explorer images are 2x PNGs shown at half their pixel width (neither blurred nor
+    stretched), within the text column (factlib.plots: RESOLUTION, COLUMN_WIDTH)."""
+    page = pages(docname).page
+    page.set_viewport_size(READER_VIEWPORT)
+    page.wait_for_timeout(200)
+    images = page.eval_on_selector_all(
+        ".cell_output img, .cell_output img.widget-image, .cell_output .widget-image",
+        """els => [...new Set(els)].map(i => ({src: i.src.slice(-24), natural: i.naturalWidth,
+                 shown: i.getBoundingClientRect().width,
+                 column: i.closest('figure, .cell_output').getBoundingClientRect().width}))""")
+    assert images, f"{docname}: no figure among the cell outputs"
+    wrong = [i for i in images if abs(i["shown"] - i["natural"] / 2) > 2 or i["shown"] > i["column"] + 1]
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert not wrong, f"{docname}: figures not shown at half their pixel width within the column: {wrong}"

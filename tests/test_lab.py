@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import nbformat
 import psutil
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -41,8 +41,6 @@ LAB_CONFIG = ROOT / "tools" / "jupyter"  # on JUPYTER_CONFIG_PATH, as in `make l
 KERNEL = "factlib-book"
 CHAPTER = "03_factual_recall_task.ipynb"
 PROGRESS_NOTEBOOK = "progress_demo.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 LOCAL_HOST = "127.0.0.1"
 TIMEOUT_MS = 60_000
 RUN_ALL_TIMEOUT_S = 120
@@ -152,15 +150,6 @@ class Lab:
         return killed
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not found: run `make system-deps` (Debian package chromium)")
-    with sync_playwright() as p:
-        # Never Playwright's own browser download: the system Chromium only.
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -249,10 +238,10 @@ _CELLS_STATE = """() => {
   return cells;
 }"""
 
-# Scroll to the first cell whose source contains the text, as the reader would, and tag its node.
+# Scroll to the first code cell whose source contains the text, as the reader would, and tag its node.
 _SHOW_CELL = """async (text) => {
   const notebook = window.jupyterapp.shell.currentWidget.content;
-  const index = notebook.widgets.findIndex(c => c.model.sharedModel.getSource().includes(text));
+  const index = notebook.widgets.findIndex(c => c.model.type === 'code' && c.model.sharedModel.getSource().includes(text));
   if (index < 0) return null;
   await notebook.scrollToItem(index, 'center');
   notebook.widgets[index].node.dataset.labTest = `cell-${index}`;
@@ -316,9 +305,10 @@ def test_explorer_responds_live(chapter):
 
 
 def _edit_return_line(page: LabPage, cell, new_line: str) -> None:
-    """Type over the text of the cell's second line (its `return` statement), as a reader would."""
+    """Type over the solution's `return` statement (the line after `### BEGIN SOLUTION`), as a reader would."""
     cell.locator(".cm-content").click()
     page.page.keyboard.press("Control+Home")
+    page.page.keyboard.press("ArrowDown")
     page.page.keyboard.press("ArrowDown")
     page.page.keyboard.press("End")
     page.page.keyboard.press("Shift+Home")  # to the end of the indentation: the statement, not its indent
@@ -326,17 +316,20 @@ def _edit_return_line(page: LabPage, cell, new_line: str) -> None:
 
 
 def test_exercise_typed_and_checked(chapter):
-    cell = chapter.cell("ch3.test_information_bits(")
-    output = cell.locator(".jp-OutputArea")
+    """The reader edits the solution cell, runs it and then the checker cell after it (Shift+Enter twice)."""
+    solution = chapter.cell("def information_bits(")
+    check = chapter.cell("ch3.test_information_bits(")
+    output = check.locator(".jp-OutputArea")
     for body, verdict in [("return S * R * math.log(D)", "use log base 2"),
                           ("return S * R * math.log2(D)", "All tests in test_information_bits passed!")]:
-        _edit_return_line(chapter, cell, body)
-        lines = cell.locator(".cm-line").all_inner_texts()
-        assert lines[:2] == ["def information_bits(S, R, D):", f"    {body}"], lines
-        chapter.page.keyboard.press("Shift+Enter")
+        _edit_return_line(chapter, solution, body)
+        lines = solution.locator(".cm-line").all_inner_texts()
+        assert lines[:3] == ["def information_bits(S, R, D):", "    ### BEGIN SOLUTION", f"    {body}"], lines
+        chapter.page.keyboard.press("Shift+Enter")  # runs the solution, selects the checker cell
+        chapter.page.keyboard.press("Shift+Enter")  # runs the checker
         output.get_by_text(verdict).wait_for(timeout=30_000)
         chapter.wait_idle()
-        errors = [c["errors"] for c in chapter.cells() if "ch3.test_information_bits(" in c["source"]]
+        errors = [c["errors"] for c in chapter.cells() if c["source"].startswith("ch3.test_information_bits(")]
         assert errors == ([["AssertionError: use log base 2: the information is counted in bits"]]
                           if "log(" in body else [[]]), errors
 

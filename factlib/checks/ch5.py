@@ -1,6 +1,8 @@
 """Checkers for chapter 5 (training one-layer transformers: facts against parameters)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -118,3 +120,55 @@ def test_capacity_from_outcomes(capacity_fn) -> None:
         assert got == want, f"outcomes {outcomes}: expected {want}, got {got:g}"
     passed("test_capacity_from_outcomes")
 
+
+@checker
+def test_bits_per_parameter(bits_fn) -> None:
+    """``bits_fn(S, R, D, params, distinct=False)`` must return the bits of a uniformly random table per parameter:
+    S R log2 D / params, or with ``distinct=True`` (D = S distinct answers per relation) R log2(S!) / params."""
+    cases = [(12, 12, 8, 1536), (7, 7, 8, 1056), (32, 32, 8, 18432), (100, 3, 4, 50)]
+    for S, R, D, P in cases:
+        got = number(bits_fn(S, R, D, P), "bits_fn")
+        want = S * R * math.log2(D) / P
+        if abs(got - S * R * math.log(D) / P) < 1e-9 * want:
+            raise AssertionError("a fact carries log2 D bits, not ln D nats: use math.log2")
+        if abs(got - S * R / P) < 1e-9 * want:
+            raise AssertionError("that is facts per parameter; each fact carries log2 D bits")
+        if abs(got - P / (S * R * math.log2(D))) < 1e-9 * max(want, 1 / want):
+            raise AssertionError("bits per parameter is bits / params, not params / bits")
+        assert abs(got - want) < 1e-9 * want, f"S={S}, R={R}, D={D}, params={P}: expected {want:.6g}, got {got:.6g}"
+    for S, R, P in [(8, 8, 384), (20, 20, 3000), (5, 2, 10)]:
+        got = number(bits_fn(S, R, S, P, distinct=True), "bits_fn with distinct=True")
+        want = R * math.lgamma(S + 1) / math.log(2) / P
+        if abs(got - S * R * math.log2(S) / P) < 1e-9 * want:
+            raise AssertionError("with distinct answers the facts of a relation are a permutation: the table "
+                                 "carries R log2(S!) bits, less than S R log2 S")
+        if abs(got - math.lgamma(S + 1) / math.log(2) / P) < 1e-9 * want:
+            raise AssertionError("each of the R relations has its own permutation: R log2(S!) bits")
+        if abs(got - R * math.lgamma(S + 1) / P) < 1e-9 * want:
+            raise AssertionError("math.lgamma gives ln(S!) in nats: divide by ln 2 for bits")
+        assert abs(got - want) < 1e-9 * want, f"S={S}, R={R}, distinct, params={P}: expected {want:.6g}, got {got:.6g}"
+    passed("test_bits_per_parameter")
+
+
+@checker
+def test_iso_parameter_width(width_fn) -> None:
+    """``width_fn(S, R, c, d, H, d_h)`` must return the MLP width m on the iso-parameter curve
+    4 H d_h d + 2 m d = S R / c (a float), and 0 where the attention alone already has S R / c parameters."""
+    cases = [(32, 32, 0.0927, 32, 8, 8), (32, 32, 0.0927, 32, 1, 8), (8, 8, 0.1, 16, 4, 2), (16, 16, 0.5, 32, 8, 8)]
+    for S, R, c, d, H, d_h in cases:
+        got = number(width_fn(S, R, c, d, H, d_h), "width_fn")
+        free = S * R / c - 4 * H * d_h * d
+        want = max(0.0, free / (2 * d))
+        if free < 0 and got < 0:
+            raise AssertionError(f"S={S}, R={R}, c={c}, d={d}, H={H}, d_h={d_h}: the attention alone has more than "
+                                 "S R / c parameters, so no MLP is needed: return 0, not a negative width")
+        if free > 0 and abs(got - free / d) < 1e-9 * free:
+            raise AssertionError("the MLP has two d x m matrices: its parameters are 2 m d")
+        upside_down = (S * R * c - 4 * H * d_h * d) / (2 * d)
+        if want > 0 and min(abs(got - upside_down), abs(got - max(0.0, upside_down))) < 1e-9 * want:
+            raise AssertionError("c is facts per parameter: P = S R / c parameters, not S R c")
+        if free > 0 and abs(got - (S * R / c - 3 * H * d_h * d) / (2 * d)) < 1e-9 * free:
+            raise AssertionError("attention has four d x d_h maps per head (W_Q, W_K, W_V, W_O): 4 H d_h d")
+        assert abs(got - want) < 1e-9 * max(1.0, want), (
+            f"S={S}, R={R}, c={c}, d={d}, H={H}, d_h={d_h}: expected m = {want:.6g}, got {got:.6g}")
+    passed("test_iso_parameter_width")
