@@ -292,14 +292,32 @@ def verify(model: OneLayerTransformer, task: TaskConfig, table: torch.Tensor, re
     return evaluate_population(model, task, table, repeats=repeats, seed=seed, device=model.E.device)
 
 
+def clean_population(model: OneLayerTransformer, task: TaskConfig, table: torch.Tensor) -> PopulationResult:
+    """Accuracy on the S R clean prompts (s, r, EOS), no noise tokens (chapter 4, method "clean").
+
+    These are the inputs x-bar(s, r) of thm-attention-mlp: a positive clean margin on every pair is what the
+    theorem asks of the MLP, and large beta then carries it to every prompt.
+    """
+    table = check_table(task, table)
+    s, r = all_pairs(task)  # (S R,), (S R,)
+    tokens = torch.stack([s, task.relation_token(r), torch.full_like(s, task.eos)], dim=1)  # (S R, 3)
+    with torch.no_grad():
+        hit = (model(tokens.to(model.E.device)).argmax(dim=1).cpu() == table.cpu()[s, r]).double()  # (S R,)
+    pair_accuracy = hit.reshape(task.S, task.R)  # (S, R)
+    return PopulationResult(pair_accuracy=pair_accuracy, accuracy=float((pair_probabilities(task) * pair_accuracy).sum()),
+                            worst_pair=float(pair_accuracy.min()), all_correct=bool(pair_accuracy.all()), repeats=1,
+                            method="clean")
+
+
 CONSTRUCTIONS = {"attention_only": attention_only, "attention_mlp": attention_mlp}
 
 
 def smallest_size(task: TaskConfig, table: torch.Tensor, construction: str, base: ModelConfig, size: str,
                   low: int, high: int, cfg: ConstructionConfig = ConstructionConfig(), repeats: int = 8,
-                  guess: int | None = None) -> tuple[int, dict[int, bool]]:
+                  guess: int | None = None, clean: bool = False) -> tuple[int, dict[int, bool]]:
     """Smallest value of ``size`` ("d", "H", "d_h" or "m") in [low, high] at which ``construction`` is right on
-    every pair (``verify``), the other sizes as in ``base``; assumes success is monotone in the size.
+    every pair (``verify``; with ``clean``, on the S R clean prompts of ``clean_population``), the other sizes as
+    in ``base``; assumes success is monotone in the size.
 
     Returns (smallest, tried): tried maps each value tested to its outcome; smallest is high + 1 if even
     ``high`` fails. Embeddings are redrawn for each d (same seed), so d is the least clean of the four.
@@ -309,6 +327,8 @@ def smallest_size(task: TaskConfig, table: torch.Tensor, construction: str, base
 
     def fails(n: int) -> bool:
         model = build(task, table, replace(base, **{size: n}), cfg)
+        if clean:
+            return not clean_population(model, task, table).all_correct
         return not verify(model, task, table, repeats=repeats).all_correct
 
     last_failure, tried = find_capacity(fails, low, high, guess=guess)
@@ -352,20 +372,20 @@ def predicted_min_d(task: TaskConfig, H: int | None = None, sink: float = Constr
 def predicted_min_features(task: TaskConfig, d: int, subject_share: float = ConstructionConfig.subject_share) -> float:
     """Features m' the multi-input MLP memory needs (chapter 4, eq. "MLP condition"); m = (k + 2) m' neurons.
 
-    A heuristic, no proof: the gap between the right and a wrong answer has signal about
-    (1 - 1/D)(1 - 1/R) (the doubly centred output) and, at finite m', noise of variance about
-    2 (S / D + S R / d) / m' (the S / D pairs that share the relation and an answer, then every pair with
-    weight 1 / d); a Gaussian union bound over the S R^2 D comparisons gives
-    m' >= 4 ln(S R^2 D) (S / D + S R / d) / ((1 - 1/D)(1 - 1/R))^2. The codes' block split does not enter:
-    the kernel's leak through overlapping subject codes is of degree >= k in the overlap. ``subject_share``
-    is accepted for the signature of the former construction and checked, not used.
+    A heuristic, no proof: with outputs centred over the subjects the right answer scores about 1 - 1/D and
+    a wrong one at most about 0, a gap (1 - 1/D) (1 when D = 1); at finite m' the kernel's fluctuations add
+    noise of variance about 2 (S / D + S R / d) / m' (the S / D pairs that share the relation and an answer,
+    then every pair with weight 1 / d); a Gaussian union bound over the S R^2 D comparisons gives
+    m' >= 4 ln(S R^2 D) (S / D + S R / d) / (1 - 1/D)^2. Finite for every S: the subject codes may overlap
+    (superposition), since the kernel leaks an overlap only at degree >= k. ``subject_share`` (the block
+    split) is checked and does not enter.
     """
     _check_task(task)
     d = check_int("d", d, 2)
     check_float("subject_share", subject_share, 0.0, 1.0, low_open=True)
-    signal = (1 - 1 / task.D) * (1 - 1 / task.R) if task.D > 1 and task.R > 1 else 1.0
+    gap = 1 - 1 / task.D if task.D > 1 else 1.0
     events = 2 * math.log(task.S * task.R ** 2 * task.D)
-    return 2 * events * (task.S / task.D + task.num_facts / d) / signal ** 2
+    return 2 * events * (task.S / task.D + task.num_facts / d) / gap ** 2
 
 
 def predicted_min_width(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig()) -> int:

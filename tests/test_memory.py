@@ -506,6 +506,11 @@ def test_multi_input_memory_recalls_every_pair_beyond_half_d():
     X = memory.pair_inputs(Cs, Cr)
     W1, W2 = memory.multi_input_memory(X, U, table, 6000, seed=0)
     assert memory.multi_input_accuracy(X, U, table, W1, W2) == 1.0
+    # R = D = 2: a wrong answer outside A_r must not tie with the right one (it would under double centring)
+    table2 = torch.randint(0, 2, (S, 2), generator=gen) + torch.arange(2) * 2
+    X2 = memory.pair_inputs(Cs, Cr[:2])
+    W1, W2 = memory.multi_input_memory(X2, U[:4], table2, 3000, seed=0)
+    assert memory.multi_input_accuracy(X2, U[:4], table2, W1, W2) == 1.0
     with pytest.raises(ValueError, match="table"):
         memory.multi_input_memory(X, U, table + R * D, 10, seed=0)
     with pytest.raises(ValueError, match="m"):
