@@ -178,7 +178,7 @@ def construction_parameters(S: int, R: int, D: int, construction: str, d_max: in
             d_h = loads[H]
             m = predicted_min_width(task, d) if construction == "attention_mlp" else 0
             attention, mlp = 4 * H * d_h * d, 2 * m * d
-            if attention + mlp < best["params"]:
+            if math.isfinite(m) and attention + mlp < best["params"]:
                 best = {"d": d, "H": H, "d_h": d_h, "m": m, "attention": attention, "mlp": mlp,
                         "params": attention + mlp}
         d = max(d + 1, round(d * 1.05))

@@ -20,6 +20,7 @@ superposition (the output vectors t_s in R^d, the MLP's second layer) are where 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -28,7 +29,7 @@ import torch
 from ._validate import ArgumentTypeError, check_choice, check_float, check_int
 from .capacity import find_capacity
 from .config import generator
-from .memory import hermite_free_relu, multi_input_memory, multi_input_scores
+from .memory import hermite_free_coefficients, hermite_free_relu, multi_input_memory, multi_input_scores
 from .models import ModelConfig, OneLayerTransformer
 from .task import PopulationResult, TaskConfig, all_pairs, check_table, evaluate_population, pair_probabilities
 
@@ -369,25 +370,42 @@ def predicted_min_d(task: TaskConfig, H: int | None = None, sink: float = Constr
     return d
 
 
-def predicted_min_features(task: TaskConfig, d: int, subject_share: float = ConstructionConfig.subject_share) -> float:
+@functools.cache
+def overlap_slope(k: int) -> float:
+    """kappa_k'(1/2) / 2: how much the kernel of two pairs sharing r moves per unit overlap c_s . c_s' of their
+    subject codes (chapter 4); kappa_k(rho) = sum_j a_j^2 rho^j from ``memory.hermite_free_coefficients``."""
+    a2 = hermite_free_coefficients(k) ** 2  # (41,)
+    j = torch.arange(len(a2), dtype=a2.dtype)  # (41,)
+    return float((a2 * j * 0.5 ** (j - 1)).sum()) / 2
+
+
+def predicted_min_features(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig()) -> float:
     """Features m' the multi-input MLP memory needs (chapter 4, eq. "MLP condition"); m = (k + 2) m' neurons.
 
-    A heuristic, no proof: with outputs centred over the subjects the right answer scores about 1 - 1/D and
-    a wrong one at most about 0, a gap (1 - 1/D) (1 when D = 1); at finite m' the kernel's fluctuations add
-    noise of variance about 2 (S / D + S R / d) / m' (the S / D pairs that share the relation and an answer,
-    then every pair with weight 1 / d); a Gaussian union bound over the S R^2 D comparisons gives
-    m' >= 4 ln(S R^2 D) (S / D + S R / d) / (1 - 1/D)^2. Finite for every S: the subject codes may overlap
-    (superposition), since the kernel leaks an overlap only at degree >= k. ``subject_share`` (the block
-    split) is checked and does not enter.
+    A threshold estimate, no proof: with outputs centred over the subjects the right answer scores about
+    1 - 1/D and a wrong one about 0 or less, a gap g = 1 - 1/D (1 when D = 1). At finite m' the kernel's
+    fluctuations add noise of variance about 2 (S / D + S R / d) / m' (the S / D pairs that share the relation
+    and an answer, then every pair with weight 1 / d). When the S subject codes outnumber the k1 coordinates
+    of their block they overlap, and the S / D pairs sharing r and an answer leak c_s . c_s' through the
+    kernel's slope: a variance 2 (S / D) ``overlap_slope(k)``^2 / k1 that no m' removes. Setting the Gaussian
+    tail of the gap, over the S R^2 D comparisons, to about one expected failure gives
+    m' = 2 (S / D + S R / d) / (g^2 / (2 ln(S R^2 D)) - floor); inf when the floor leaves no room.
     """
     _check_task(task)
     d = check_int("d", d, 2)
-    check_float("subject_share", subject_share, 0.0, 1.0, low_open=True)
+    if not isinstance(cfg, ConstructionConfig):
+        raise ArgumentTypeError(f"cfg must be a ConstructionConfig, got {type(cfg).__name__}")
+    sub, _ = code_blocks(d, cfg.subject_share)
+    k1 = sub.stop - sub.start
     gap = 1 - 1 / task.D if task.D > 1 else 1.0
     events = 2 * math.log(task.S * task.R ** 2 * task.D)
-    return 2 * events * (task.S / task.D + task.num_facts / d) / gap ** 2
+    floor = 2 * task.S / task.D * overlap_slope(cfg.feature_degree) ** 2 / k1 if task.S > k1 else 0.0
+    room = gap ** 2 / events - floor
+    return 2 * (task.S / task.D + task.num_facts / d) / room if room > 0 else math.inf
 
 
-def predicted_min_width(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig()) -> int:
-    """MLP width m = (k + 2) ceil(m') of the attention + MLP construction, m' from ``predicted_min_features``."""
-    return (cfg.feature_degree + 2) * math.ceil(predicted_min_features(task, d, cfg.subject_share))
+def predicted_min_width(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig()) -> float:
+    """MLP width m = (k + 2) ceil(m') of the attention + MLP construction, m' from ``predicted_min_features``;
+    inf when no width suffices."""
+    features = predicted_min_features(task, d, cfg)
+    return (cfg.feature_degree + 2) * math.ceil(features) if math.isfinite(features) else math.inf

@@ -7,7 +7,7 @@ import torch
 
 from factlib.constructions import (
     ConstructionConfig, assign_heads, attention_mlp, attention_only, certified_population, code_blocks,
-    clean_population, head_load, predicted_max_head_load, predicted_min_d, predicted_min_features, predicted_min_width,
+    clean_population, head_load, overlap_slope, predicted_max_head_load, predicted_min_d, predicted_min_features, predicted_min_width,
     random_codes, smallest_size, verify, worst_case_margins,
 )
 from factlib.models import ModelConfig, block_logits
@@ -179,9 +179,14 @@ def test_predictions_move_the_right_way():
     assert predicted_min_d(TaskConfig(S=32, R=8, D=8)) > predicted_min_d(task)
     assert predicted_min_features(TaskConfig(S=64, R=4, D=8), 128) > predicted_min_features(task, 128)
     assert predicted_min_features(task, 256) < predicted_min_features(task, 128)
-    # finite beyond S = d/2 (codes in superposition), and m = (k + 2) ceil(m')
+    # finite beyond S = d/2 (codes in superposition) until the overlap floor leaves no room; m = (k + 2) ceil(m')
     crowded = TaskConfig(S=128, R=8, D=8)
+    assert predicted_min_features(crowded, 64) > predicted_min_features(TaskConfig(S=64, R=16, D=8), 64)
+    assert predicted_min_features(TaskConfig(S=8192, R=8, D=8), 64) == math.inf
+    assert math.isfinite(predicted_min_features(TaskConfig(S=8192, R=8, D=8), 64, ConstructionConfig(feature_degree=6)))
+    assert 0.07 < overlap_slope(4) < 0.08 and overlap_slope(6) < 0.005
     assert math.isfinite(predicted_min_features(crowded, 64))
     assert predicted_min_width(crowded, 64) == 6 * math.ceil(predicted_min_features(crowded, 64))
-    assert predicted_min_width(crowded, 64, ConstructionConfig(feature_degree=6)) == \
-        8 * math.ceil(predicted_min_features(crowded, 64))
+    six = ConstructionConfig(feature_degree=6)
+    assert predicted_min_width(crowded, 64, six) == 8 * math.ceil(predicted_min_features(crowded, 64, six))
+    assert predicted_min_width(TaskConfig(S=8192, R=8, D=8), 64) == math.inf

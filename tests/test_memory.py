@@ -517,6 +517,21 @@ def test_multi_input_memory_recalls_every_pair_beyond_half_d():
         memory.multi_input_memory(X, U, table, 0, seed=0)
 
 
+def test_hermite_free_coefficients():
+    for k in (4, 6):
+        a = memory.hermite_free_coefficients(k)
+        assert a[:k].abs().max() < 1e-6 and a[1::2].abs().max() < 1e-6  # no degree below k, no odd degree
+        assert abs(a[k]) > 0.1 and 0.5 < float((a**2).sum()) <= 1.0  # E g_k^2 = 1, partly beyond degree 40
+    # the kernel at rho = 1/2 from the coefficients against a Monte Carlo of E g(a) g(b), corr(a, b) = 1/2
+    gen = torch.Generator().manual_seed(0)
+    x, z = torch.randn(2, 1_000_000, generator=gen, dtype=torch.float64)
+    mc = (memory.activation("relu-deg4", x) * memory.activation("relu-deg4", x / 2 + 0.75**0.5 * z)).mean()
+    series = (memory.hermite_free_coefficients(4) ** 2 * 0.5 ** torch.arange(41)).sum()
+    assert abs(float(mc - series)) < 3e-3
+    with pytest.raises(ValueError, match="k"):
+        memory.hermite_free_coefficients(5)
+
+
 def test_degree_four_memory_stores_more_than_d_squared():
     # N = 2 d^2 associations at d = 16: the degree-4 features store them, the ReLU less degrees 0, 1 does not
     assert memory.rf_identity_recall(512, 16, 3000, seed=0) >= 0.99
