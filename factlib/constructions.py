@@ -29,7 +29,7 @@ import torch
 from ._validate import ArgumentTypeError, check_choice, check_float, check_int
 from .capacity import find_capacity
 from .config import generator
-from .memory import hermite_free_coefficients, hermite_free_relu, multi_input_memory, multi_input_scores
+from .memory import hermite_free_coefficients, hermite_free_relu, multi_input_memory
 from .models import ModelConfig, OneLayerTransformer
 from .task import PopulationResult, TaskConfig, all_pairs, check_table, evaluate_population, pair_probabilities
 
@@ -210,9 +210,7 @@ def attention_mlp(task: TaskConfig, table: torch.Tensor, model_cfg: ModelConfig,
     rows = W1m / (cfg.code_scale * 2**0.5)  # (m', d): reads the residual, whose EOS part b1 cancels
     W1 = torch.stack([rows, -rows], dim=1)[:, :, None].expand(-1, -1, len(offsets), -1)  # (m', 2, k/2 + 1, d)
     bias = -(W1 @ E[-1].double()) - offsets  # (m', 2, k/2 + 1)
-    right = (multi_input_scores(X, U64, W1m, W2m, f"relu-deg{k}").gather(
-        2, table.cpu()[:, :, None])).mean()  # mean score of the right answer, rescaled to ``scale``
-    W2 = (cfg.scale / right) * W2m[:, :, None, None] * gamma  # (d, m', 1, 1) * (k/2 + 1,) -> (d, m', 1, k/2 + 1)
+    W2 = cfg.scale * W2m[:, :, None, None] * gamma  # (d, m', 1, k/2 + 1): mean right score ``scale``
     used = n_feat * (k + 2)
     model.W1.data[:used] = W1.reshape(used, d).to(E)
     model.b1.data[:used] = bias.reshape(used).to(E)

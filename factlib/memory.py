@@ -462,14 +462,15 @@ def multi_input_memory(X: torch.Tensor, U: torch.Tensor, table: torch.Tensor, m:
     W1 (m, d) has i.i.d. N(0, 1) entries; the features phi(s, r) = act(W1 x(s, r)) have no Hermite component
     of degree below k (``act = "relu-deg<k>"``), so the kernel ((rho_s + rho_r) / 2)^j, j >= k, gives a pair
     that shares only r (or only s) with x(s, r) a weight of at most 2^-k. The second layer is the Hebbian sum
-    over the S R facts W2 = (1 / S R) sum_{s, r} Y(s, r) phi(s, r)^T with outputs centred over the subjects,
+    over the S R facts W2 = (1 / Z) sum_{s, r} Y(s, r) phi(s, r)^T with outputs centred over the subjects,
     Y(s, r) = u_{a*(s, r)} - mean_s' u_{a*(s', r)}: the S - 1 pairs that share r are many, and centring removes
     exactly the part of their sum that the shared relation makes coherent. (The R - 1 pairs sharing s are few
     and are not centred: a second centring over r would also give every answer outside A_r the score
     +1/(R D), which ties with the right answer's (1 - 1/D)(1 - 1/R) at R = D = 2.) A relation whose S answers
     all agree (D = 1, or S = 1) is left uncentred: its coherent sum points at the right answer, and centring
     would erase the signal.
-    Returns (W1, W2 (d, m)); the memory is F(x) = W2 act(W1 x), read by ``multi_input_scores``.
+    Z makes the mean score of the right answers 1. Returns (W1, W2 (d, m)); the memory is F(x) = W2 act(W1 x),
+    read by ``multi_input_scores``.
     """
     _check_pairs(X, U, table)
     m = check_int("m", m, 1)
@@ -480,7 +481,9 @@ def multi_input_memory(X: torch.Tensor, U: torch.Tensor, table: torch.Tensor, m:
     Y = U[table]  # (S, R, d)
     varied = (table != table[:1]).any(dim=0).to(Y)  # (R,): 1 where the relation's answers are not all equal
     Y = Y - varied[None, :, None] * Y.mean(0, keepdim=True)  # (S, R, d): centred over the subjects
-    return W1, torch.einsum("srd,srm->dm", Y, features) / (X.shape[0] * X.shape[1])  # (d, m)
+    W2 = torch.einsum("srd,srm->dm", Y, features)  # (d, m)
+    right = ((features @ W2.T) * U[table]).sum(-1).mean()  # mean score of the right answers
+    return W1, W2 / right
 
 
 def multi_input_scores(X: torch.Tensor, U: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor,
