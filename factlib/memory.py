@@ -398,14 +398,26 @@ def score_margins(gamma: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return right - wrong
 
 
+#: Hermite degrees of the kernel whose variance ``rf_noise_variance`` sums (degree j weighs d^-j: beyond 8 negligible)
+KERNEL_DEGREES = 8
+
+
 def _activation_moments(act: str) -> dict:
-    """E sigma^2, Var sigma, c_1^2, c_2^2 and Var(sigma^2) of an activation under g ~ N(0, 1), by quadrature."""
+    """E sigma^2, Var sigma, Var(sigma^2) and the squared Hermite coefficients c_j^2, j = 0 .. KERNEL_DEGREES,
+    of an activation under g ~ N(0, 1), by quadrature."""
     g, weight = _gauss_grid()  # (n,), (n,)
     s = activation(act, g)
     mean, second = float((weight * s).sum()), float((weight * s**2).sum())
-    return {"second": second, "var": second - mean**2, "c1sq": float((weight * s * g).sum()) ** 2,
-            "c2sq": float((weight * s * (g**2 - 1)).sum()) ** 2 / 2,
-            "var_sq": float((weight * s**4).sum()) - second**2}
+    csq = [float((weight * s * _hermite(j, g)).sum()) ** 2 for j in range(KERNEL_DEGREES + 1)]
+    return {"second": second, "var": second - mean**2, "csq": csq, "var_sq": float((weight * s**4).sum()) - second**2}
+
+
+def kernel_overlap_variance(j: int) -> int:
+    """d^j Var(rho^j) for rho ~ N(0, 1/d), the overlap of two random unit vectors (chapter 2, eq. "degree-k cap"):
+    (2j - 1)!! - ((j - 1)!!)^2 for even j, (2j - 1)!! for odd j (1, 2, 15, 96 for j = 1, 2, 3, 4)."""
+    j = check_int("j", j, 1)
+    double_factorial = lambda n: math.prod(range(n, 0, -2)) if n > 0 else 1
+    return double_factorial(2 * j - 1) - (double_factorial(j - 1) ** 2 if j % 2 == 0 else 0)
 
 
 def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "relu") -> tuple[float, float]:
@@ -413,14 +425,16 @@ def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "
 
     The right score is S (1 + tau Z_0), each wrong one S sigma Z_y, with S = Var sigma(g) the signal left after
     centring and, for the kernel k(e, e') = (1/m) sum_j sigma(w_j . e) sigma(w_j . e'),
-    V = Var_{e'} k(e', e) ~ c_1^4 / d + 2 c_2^4 / d^2 + E[sigma^2] Var[sigma] / m:
+    V = Var_{e'} k(e', e) ~ sum_{j >= 1} c_j^4 Var(rho^j) + E[sigma^2] Var[sigma] / m (``kernel_overlap_variance``:
+    c_1^4 / d + 2 c_2^4 / d^2 + ... + 96 c_4^4 / d^4 + ..., degrees up to KERNEL_DEGREES):
     sigma^2 = N (1/d + 1/M_block) V / S^2 + 1/d (M_block = M for a many-to-one map, M < N; absent when M = N,
     whether M is passed or not: then no other input shares an output), and
     tau^2 = sigma^2 + Var[sigma^2] / (m S^2) (the fluctuation of k(e_x, e_x) over the m features).
     """
     N, d, m = check_int("N", N, 1), check_int("d", d, 1), check_int("m", m, 1)
     mo = _activation_moments(act)
-    V = mo["c1sq"] ** 2 / d + 2 * mo["c2sq"] ** 2 / d**2 + mo["second"] * mo["var"] / m
+    kernel = sum(mo["csq"][j] ** 2 * kernel_overlap_variance(j) / d**j for j in range(1, KERNEL_DEGREES + 1))
+    V = kernel + mo["second"] * mo["var"] / m
     M = N if M is None else check_int("M", M, 2)
     block = 1 / M if M < N else 0.0  # the inputs sharing an output add a block term only if some do
     sigma2 = N * (1 / d + block) * V / mo["var"] ** 2 + 1 / d

@@ -517,6 +517,16 @@ def test_multi_input_memory_recalls_every_pair_beyond_half_d():
         memory.multi_input_memory(X, U, table, 0, seed=0)
 
 
+def test_kernel_part_of_the_noise_falls_like_d_to_the_k_plus_one():
+    # the m-independent (kernel) part of sigma^2: N c_2^4 2 / d^3 for relu-high, N a_4^4 96 / d^5 for relu-deg4
+    def kernel(N, d, act):
+        return memory.rf_noise_variance(N, d, 10**15, act=act)[0] - 1 / d
+    assert [memory.kernel_overlap_variance(j) for j in (1, 2, 3, 4)] == [1, 2, 15, 96]
+    assert 7 < kernel(1000, 32, "relu-high") / kernel(1000, 64, "relu-high") < 9
+    assert 30 < kernel(1000, 32, "relu-deg4") / kernel(1000, 64, "relu-deg4") < 40  # 2^5, and degree 6 falls faster
+    assert kernel(1000, 24, "relu-deg4") < kernel(1000, 24, "relu-high") / 100
+
+
 def test_hermite_free_coefficients():
     for k in (4, 6):
         a = memory.hermite_free_coefficients(k)
