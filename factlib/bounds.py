@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from ._validate import check_choice, check_float, check_int
-from .constructions import predicted_max_head_load, predicted_min_d, predicted_min_features
+from .constructions import predicted_max_head_load, predicted_min_d, predicted_min_width
 from .embeddings import memory_embeddings
 from .memory import TrainConfig, mlp_forward, recall_accuracy, train_linear_memory, train_mlp_memory
 from .models import parameter_count
@@ -157,7 +157,8 @@ def construction_parameters(S: int, R: int, D: int, construction: str, d_max: in
     steps up to ``d_max``) that makes its total parameter count smallest.
 
     Attention only: d at least ``predicted_min_d`` (output condition), the fewest heads meeting the selection
-    condition, d_h = the head load, m = 0. Attention + MLP: the same heads, m = 4 ceil(``predicted_min_features``).
+    condition, d_h = the head load, m = 0. Attention + MLP: the same heads, m = ``predicted_min_width`` (the
+    multi-input memory's threshold estimate, (k + 2) neurons per feature).
     Counts are the paper's 4 H d_h d + 2 m d. Returns {"d", "H", "d_h", "m", "attention", "mlp", "params"};
     params is inf when no d up to ``d_max`` works.
     """
@@ -175,15 +176,11 @@ def construction_parameters(S: int, R: int, D: int, construction: str, d_max: in
         H = _fewest_heads(task, d, loads)
         if H is not None:
             d_h = loads[H]
-            m = 0
-            if construction == "attention_mlp":
-                features = predicted_min_features(task, d)
-                m = 4 * math.ceil(features) if math.isfinite(features) else None
-            if m is not None:
-                attention, mlp = 4 * H * d_h * d, 2 * m * d
-                if attention + mlp < best["params"]:
-                    best = {"d": d, "H": H, "d_h": d_h, "m": m, "attention": attention, "mlp": mlp,
-                            "params": attention + mlp}
+            m = predicted_min_width(task, d) if construction == "attention_mlp" else 0
+            attention, mlp = 4 * H * d_h * d, 2 * m * d
+            if math.isfinite(m) and attention + mlp < best["params"]:
+                best = {"d": d, "H": H, "d_h": d_h, "m": m, "attention": attention, "mlp": mlp,
+                        "params": attention + mlp}
         d = max(d + 1, round(d * 1.05))
     return best
 

@@ -9,9 +9,10 @@ A head whose tokens are in the prompt attends to them; otherwise it rests on EOS
   vector t_s whose logit is 1 on each of the R answers of s, and e_r to a vector t_r whose logit is 1 on
   each answer of A_r. The right answer a*(s, r) is the only one with both votes: the facts live in W_O W_V.
 - ``attention_mlp`` (Theorem 4): the value/output maps only copy a code of s into one block of the residual
-  coordinates and a code of r into another; the MLP computes product features |a + b| - |a - b| of a subject
-  reading a and a relation reading b (four ReLUs each) and its second layer is the associative memory from
-  those features to u_{a*(s, r)}: the facts live in W2.
+  coordinates and a code of r into another (the S subject codes in superposition when S exceeds the block);
+  the MLP is the multi-input memory of ``memory.multi_input_memory``: random features of the superposed
+  input with no Hermite component below degree k, and a Hebbian second layer over the S R facts with doubly
+  centred outputs: the facts live in W2.
 
 Every memory that needs only a few items exact (a head's tokens, a token's answers) solves a small
 least-squares system instead of summing outer products; the memories that hold the S R facts in
@@ -19,6 +20,7 @@ superposition (the output vectors t_s in R^d, the MLP's second layer) are where 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -27,6 +29,7 @@ import torch
 from ._validate import ArgumentTypeError, check_choice, check_float, check_int
 from .capacity import find_capacity
 from .config import generator
+from .memory import hermite_free_coefficients, hermite_free_relu, multi_input_memory
 from .models import ModelConfig, OneLayerTransformer
 from .task import PopulationResult, TaskConfig, all_pairs, check_table, evaluate_population, pair_probabilities
 
@@ -39,6 +42,7 @@ class ConstructionConfig:
     sink: float = 0.75          # EOS's score as a fraction of beta: where a head rests when its tokens are absent
     scale: float = 10.0         # size of the memory's output: it dwarfs the fixed term u_a . e_EOS of the logits
     code_scale: float = 0.1     # attention + MLP: size of the codes attention writes (their direct logits are noise)
+    feature_degree: int = 4     # attention + MLP: lowest Hermite degree of the MLP features (4 or 6; k + 2 neurons each)
     subject_share: float = 0.5  # attention + MLP: fraction of the d residual coordinates that hold subject codes
     seed: int = 0               # seed of the construction's random projections, codes and features
 
@@ -52,6 +56,7 @@ class ConstructionConfig:
         check_float("scale", self.scale, 0.0, low_open=True)
         check_float("code_scale", self.code_scale, 0.0, low_open=True)
         check_float("subject_share", self.subject_share, 0.0, 1.0, low_open=True)
+        check_choice("feature_degree", self.feature_degree, (4, 6))
         check_int("seed", self.seed, 0, 2**32 - 1)
 
 
@@ -168,12 +173,14 @@ def attention_mlp(task: TaskConfig, table: torch.Tensor, model_cfg: ModelConfig,
                   cfg: ConstructionConfig = ConstructionConfig()) -> OneLayerTransformer:
     """Theorem 4's construction (chapter 4): attention copies codes of s and r, the MLP stores the facts.
 
-    Needs d >= 2 and m >= 4 (m // 4 product features of four ReLUs each; leftover neurons stay zero).
+    Needs d >= 2 and m >= k + 2 (m // (k + 2) features of k + 2 ReLUs each, k = ``cfg.feature_degree``;
+    leftover neurons stay zero).
     """
     table = check_table(task, table)
     _check_model(task, model_cfg)
-    if model_cfg.d < 2 or model_cfg.m < 4:
-        raise ValueError(f"attention_mlp needs d >= 2 and m >= 4; got d={model_cfg.d}, m={model_cfg.m}")
+    if model_cfg.d < 2 or model_cfg.m < cfg.feature_degree + 2:
+        raise ValueError(f"attention_mlp needs d >= 2 and m >= feature_degree + 2 = {cfg.feature_degree + 2}; "
+                         f"got d={model_cfg.d}, m={model_cfg.m}")
     gen = cfg.generator()
     model = OneLayerTransformer(model_cfg)
     E, U, d = model.E, model.U, model_cfg.d
@@ -188,29 +195,26 @@ def attention_mlp(task: TaskConfig, table: torch.Tensor, model_cfg: ModelConfig,
     _set_key_query(model, heads, cfg)
     _set_values(model, heads, cfg.code_scale * targets, gen)
 
-    # MLP first layer: feature k reads a = w_k . h (subject block) and b = v_k . h (relation block) through
-    # four neurons relu(+-(a + b)), relu(+-(a - b)); b1 cancels the EOS embedding that sits in the residual
-    n_feat = model_cfg.m // 4
-    wv = torch.randn(n_feat, d, generator=gen, dtype=torch.float64).to(E)  # (m', d): one row per feature
-    w = torch.zeros_like(wv)  # (m', d): reads the subject block
-    v = torch.zeros_like(wv)  # (m', d): reads the relation block
-    w[:, sub], v[:, rel] = wv[:, sub], wv[:, rel]
-    W1 = torch.stack([w + v, -(w + v), w - v, -(w - v)], dim=1).reshape(4 * n_feat, d)  # (4 m', d)
-    signs = torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=E.dtype).repeat(n_feat)  # (4 m',): |a+b| - |a-b|
-    model.W1.data[:4 * n_feat] = W1
-    model.b1.data[:4 * n_feat] = -W1 @ E[-1]
-
-    # MLP second layer: the associative memory sum_{s, r} u_{a*(s, r)} phi(s, r)^T on the noise-free residual
+    # MLP: the multi-input memory (memory.multi_input_memory) on the attention output x(s, r) of the clean
+    # prompt (s, r, EOS), read as x / (code_scale sqrt 2), about (c_s + c_r) / sqrt 2; feature j is
+    # g_k(w_j . x') = sum_i gamma_i (relu(w_j . x' - b_i) + relu(-w_j . x' - b_i)): k + 2 ReLU neurons
     s, r = all_pairs(task)  # (S R,), (S R,)
     clean = torch.stack([s, task.relation_token(r), torch.full_like(s, task.eos)], dim=1)  # (S R, 3)
     with torch.no_grad():
-        x = E[clean]  # (S R, 3, d)
-        h = x[:, -1] + model.attention(x)[0]  # (S R, d): residual after attention, no noise tokens
-        hidden = torch.relu(h @ model.W1.T + model.b1)[:, :4 * n_feat]  # (S R, 4 m')
-    phi = (hidden * signs).reshape(-1, n_feat, 4).sum(dim=2)  # (S R, m'): the product features
-    norm = (phi * phi).sum(dim=1).mean()  # mean |phi|^2, so the right answer's score is about scale
-    memory = U[table.cpu()[s, r]].T @ phi / norm  # (d, S R) @ (S R, m') -> (d, m')
-    model.W2.data[:, :4 * n_feat] = cfg.scale * memory.repeat_interleave(4, dim=1) * signs  # (d, 4 m')
+        x = model.attention(E[clean])[0].double() / (cfg.code_scale * 2**0.5)  # (S R, d)
+    X, U64 = x.reshape(task.S, task.R, d), U.double()  # (S, R, d), (A, d)
+    k = cfg.feature_degree
+    n_feat = model_cfg.m // (k + 2)
+    W1m, W2m = multi_input_memory(X, U64, table.cpu(), n_feat, 2**32 + cfg.seed, act=f"relu-deg{k}")  # (m', d), (d, m')
+    offsets, gamma = hermite_free_relu(k)  # (k/2 + 1,) each
+    rows = W1m / (cfg.code_scale * 2**0.5)  # (m', d): reads the residual, whose EOS part b1 cancels
+    W1 = torch.stack([rows, -rows], dim=1)[:, :, None].expand(-1, -1, len(offsets), -1)  # (m', 2, k/2 + 1, d)
+    bias = -(W1 @ E[-1].double()) - offsets  # (m', 2, k/2 + 1)
+    W2 = cfg.scale * W2m[:, :, None, None] * gamma  # (d, m', 1, k/2 + 1): mean right score ``scale``
+    used = n_feat * (k + 2)
+    model.W1.data[:used] = W1.reshape(used, d).to(E)
+    model.b1.data[:used] = bias.reshape(used).to(E)
+    model.W2.data[:, :used] = W2.expand(-1, -1, 2, -1).reshape(d, used).to(E)
     return model
 
 
@@ -287,14 +291,32 @@ def verify(model: OneLayerTransformer, task: TaskConfig, table: torch.Tensor, re
     return evaluate_population(model, task, table, repeats=repeats, seed=seed, device=model.E.device)
 
 
+def clean_population(model: OneLayerTransformer, task: TaskConfig, table: torch.Tensor) -> PopulationResult:
+    """Accuracy on the S R clean prompts (s, r, EOS), no noise tokens (chapter 4, method "clean").
+
+    These are the inputs x-bar(s, r) of thm-attention-mlp: a positive clean margin on every pair is what the
+    theorem asks of the MLP, and large beta then carries it to every prompt.
+    """
+    table = check_table(task, table)
+    s, r = all_pairs(task)  # (S R,), (S R,)
+    tokens = torch.stack([s, task.relation_token(r), torch.full_like(s, task.eos)], dim=1)  # (S R, 3)
+    with torch.no_grad():
+        hit = (model(tokens.to(model.E.device)).argmax(dim=1).cpu() == table.cpu()[s, r]).double()  # (S R,)
+    pair_accuracy = hit.reshape(task.S, task.R)  # (S, R)
+    return PopulationResult(pair_accuracy=pair_accuracy, accuracy=float((pair_probabilities(task) * pair_accuracy).sum()),
+                            worst_pair=float(pair_accuracy.min()), all_correct=bool(pair_accuracy.all()), repeats=1,
+                            method="clean")
+
+
 CONSTRUCTIONS = {"attention_only": attention_only, "attention_mlp": attention_mlp}
 
 
 def smallest_size(task: TaskConfig, table: torch.Tensor, construction: str, base: ModelConfig, size: str,
                   low: int, high: int, cfg: ConstructionConfig = ConstructionConfig(), repeats: int = 8,
-                  guess: int | None = None) -> tuple[int, dict[int, bool]]:
+                  guess: int | None = None, clean: bool = False) -> tuple[int, dict[int, bool]]:
     """Smallest value of ``size`` ("d", "H", "d_h" or "m") in [low, high] at which ``construction`` is right on
-    every pair (``verify``), the other sizes as in ``base``; assumes success is monotone in the size.
+    every pair (``verify``; with ``clean``, on the S R clean prompts of ``clean_population``), the other sizes as
+    in ``base``; assumes success is monotone in the size.
 
     Returns (smallest, tried): tried maps each value tested to its outcome; smallest is high + 1 if even
     ``high`` fails. Embeddings are redrawn for each d (same seed), so d is the least clean of the four.
@@ -304,17 +326,12 @@ def smallest_size(task: TaskConfig, table: torch.Tensor, construction: str, base
 
     def fails(n: int) -> bool:
         model = build(task, table, replace(base, **{size: n}), cfg)
+        if clean:
+            return not clean_population(model, task, table).all_correct
         return not verify(model, task, table, repeats=repeats).all_correct
 
     last_failure, tried = find_capacity(fails, low, high, guess=guess)
     return last_failure + 1, {n: not failed for n, failed in tried.items()}
-
-
-#: for the product feature f(a, b) = |a + b| - |a - b| of standard normals a, b, a' (chapter 4): E f^2 = 4 (1 - 2/pi);
-#: the kernel noise E[f(a, b)^2 f(a', b)^2] / (E f^2)^2 of two pairs sharing r (a' independent of a);
-FEATURE_SHARED_NOISE = 1.6876
-#: and the kernel's slope E[f(a, b) f(a', b)] / E f^2 = FEATURE_SLOPE rho when a, a' have correlation rho << 1
-FEATURE_SLOPE = (1 / 3) / (1 - 2 / math.pi)
 
 
 def _check_task(task) -> None:
@@ -351,23 +368,42 @@ def predicted_min_d(task: TaskConfig, H: int | None = None, sink: float = Constr
     return d
 
 
-def predicted_min_features(task: TaskConfig, d: int, subject_share: float = ConstructionConfig.subject_share) -> float:
-    """Product features m' = m / 4 the Hebbian MLP memory needs (chapter 4, eq. "MLP condition").
+@functools.cache
+def overlap_slope(k: int) -> float:
+    """kappa_k'(1/2) / 2: how much the kernel of two pairs sharing r moves per unit overlap c_s . c_s' of their
+    subject codes (chapter 4); kappa_k(rho) = sum_j a_j^2 rho^j from ``memory.hermite_free_coefficients``."""
+    a2 = hermite_free_coefficients(k) ** 2  # (41,)
+    j = torch.arange(len(a2), dtype=a2.dtype)  # (41,)
+    return float((a2 * j * 0.5 ** (j - 1)).sum()) / 2
 
-    The score gap of a wrong answer has variance about 2 [(S / D) c + S R / d] / m' (c = FEATURE_SHARED_NOISE:
-    the S / D pairs sharing the relation and the right or the wrong answer, then every other pair with
-    weight 1 / d), plus 2 (S / D) FEATURE_SLOPE^2 / k1 when the S subject codes outnumber the k1 coordinates of
-    their block (then they cannot be orthogonal, and that term does not shrink with m'). Over S R^2 D cases it
-    must stay below the margin 1 - sqrt(2 ln(R D) / d). Returns inf when no m' suffices.
+
+def predicted_min_features(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig()) -> float:
+    """Features m' the multi-input MLP memory needs (chapter 4, eq. "MLP condition"); m = (k + 2) m' neurons.
+
+    A threshold estimate, no proof: with outputs centred over the subjects the right answer scores about
+    1 - 1/D and a wrong one about 0 or less, a gap g = 1 - 1/D (1 when D = 1). At finite m' the kernel's
+    fluctuations add noise of variance about 2 (S / D + S R / d) / m' (the S / D pairs that share the relation
+    and an answer, then every pair with weight 1 / d). When the S subject codes outnumber the k1 coordinates
+    of their block they overlap, and the S / D pairs sharing r and an answer leak c_s . c_s' through the
+    kernel's slope: a variance 2 (S / D) ``overlap_slope(k)``^2 / k1 that no m' removes. Setting the Gaussian
+    tail of the gap, over the S R^2 D comparisons, to about one expected failure gives
+    m' = 2 (S / D + S R / d) / (g^2 / (2 ln(S R^2 D)) - floor); inf when the floor leaves no room.
     """
     _check_task(task)
     d = check_int("d", d, 2)
-    sub, _ = code_blocks(d, subject_share)
+    if not isinstance(cfg, ConstructionConfig):
+        raise ArgumentTypeError(f"cfg must be a ConstructionConfig, got {type(cfg).__name__}")
+    sub, _ = code_blocks(d, cfg.subject_share)
     k1 = sub.stop - sub.start
-    events = 2 * math.log(task.num_facts * task.num_answers)
-    margin = 1 - math.sqrt(2 * math.log(task.num_answers) / d) if task.num_answers > 1 else 1.0
-    crowded = 2 * task.S / task.D * FEATURE_SLOPE ** 2 / k1 if task.S > k1 else 0.0
-    room = margin ** 2 / events - crowded if margin > 0 else 0.0
-    if room <= 0:
-        return math.inf
-    return 2 * (task.S / task.D * FEATURE_SHARED_NOISE + task.num_facts / d) / room
+    gap = 1 - 1 / task.D if task.D > 1 else 1.0
+    events = 2 * math.log(task.S * task.R ** 2 * task.D)
+    floor = 2 * task.S / task.D * overlap_slope(cfg.feature_degree) ** 2 / k1 if task.S > k1 else 0.0
+    room = gap ** 2 / events - floor
+    return 2 * (task.S / task.D + task.num_facts / d) / room if room > 0 else math.inf
+
+
+def predicted_min_width(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig()) -> float:
+    """MLP width m = (k + 2) ceil(m') of the attention + MLP construction, m' from ``predicted_min_features``;
+    inf when no width suffices."""
+    features = predicted_min_features(task, d, cfg)
+    return (cfg.feature_degree + 2) * math.ceil(features) if math.isfinite(features) else math.inf

@@ -340,6 +340,20 @@ def hermite_free_relu(k: int, spacing: float = 0.4) -> tuple[torch.Tensor, torch
     return _FREE_RELU[(k, spacing)]
 
 
+def hermite_free_coefficients(k: int, degrees: int = 40) -> torch.Tensor:
+    """Normalised Hermite coefficients a_j = E[g_k(g) He_j(g)] / sqrt(j!), j = 0 .. degrees, of ``hermite_free_relu(k)``
+    (chapters 2 and 4), by quadrature; float64 (degrees + 1,). a_j = 0 for j < k and for odd j. Over all j,
+    sum_j a_j^2 = E g_k^2 = 1 (the kinks make the tail slow: degrees <= 40 hold about 0.77 of it at k = 4), and
+    the kernel E g_k(w.e) g_k(w.e') of unit e, e' is kappa(rho) = sum_j a_j^2 rho^j (Mehler), rho = e.e';
+    for |rho| <= 1/2 the terms beyond degree 40 add less than 2^-40.
+    """
+    k = check_choice("k", k, (4, 6))
+    degrees = check_int("degrees", degrees, 0, 80)
+    g, weight = _gauss_grid()  # (n,), (n,)
+    values = activation(f"relu-deg{k}", g)  # (n,)
+    return torch.stack([(weight * values * _hermite(j, g)).sum() for j in range(degrees + 1)])  # (degrees + 1,)
+
+
 def activation(name: str, t: torch.Tensor) -> torch.Tensor:
     """The activation ``name`` (one of ``ACTIVATIONS``) applied elementwise to t."""
     check_choice("activation", name, ACTIVATIONS)
@@ -384,14 +398,26 @@ def score_margins(gamma: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return right - wrong
 
 
+#: Hermite degrees of the kernel whose variance ``rf_noise_variance`` sums (degree j weighs d^-j: beyond 8 negligible)
+KERNEL_DEGREES = 8
+
+
 def _activation_moments(act: str) -> dict:
-    """E sigma^2, Var sigma, c_1^2, c_2^2 and Var(sigma^2) of an activation under g ~ N(0, 1), by quadrature."""
+    """E sigma^2, Var sigma, Var(sigma^2) and the squared Hermite coefficients c_j^2, j = 0 .. KERNEL_DEGREES,
+    of an activation under g ~ N(0, 1), by quadrature."""
     g, weight = _gauss_grid()  # (n,), (n,)
     s = activation(act, g)
     mean, second = float((weight * s).sum()), float((weight * s**2).sum())
-    return {"second": second, "var": second - mean**2, "c1sq": float((weight * s * g).sum()) ** 2,
-            "c2sq": float((weight * s * (g**2 - 1)).sum()) ** 2 / 2,
-            "var_sq": float((weight * s**4).sum()) - second**2}
+    csq = [float((weight * s * _hermite(j, g)).sum()) ** 2 for j in range(KERNEL_DEGREES + 1)]
+    return {"second": second, "var": second - mean**2, "csq": csq, "var_sq": float((weight * s**4).sum()) - second**2}
+
+
+def kernel_overlap_variance(j: int) -> int:
+    """d^j Var(rho^j) for rho ~ N(0, 1/d), the overlap of two random unit vectors (chapter 2, eq. "degree-k cap"):
+    (2j - 1)!! - ((j - 1)!!)^2 for even j, (2j - 1)!! for odd j (1, 2, 15, 96 for j = 1, 2, 3, 4)."""
+    j = check_int("j", j, 1)
+    double_factorial = lambda n: math.prod(range(n, 0, -2)) if n > 0 else 1
+    return double_factorial(2 * j - 1) - (double_factorial(j - 1) ** 2 if j % 2 == 0 else 0)
 
 
 def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "relu") -> tuple[float, float]:
@@ -399,14 +425,16 @@ def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "
 
     The right score is S (1 + tau Z_0), each wrong one S sigma Z_y, with S = Var sigma(g) the signal left after
     centring and, for the kernel k(e, e') = (1/m) sum_j sigma(w_j . e) sigma(w_j . e'),
-    V = Var_{e'} k(e', e) ~ c_1^4 / d + 2 c_2^4 / d^2 + E[sigma^2] Var[sigma] / m:
+    V = Var_{e'} k(e', e) ~ sum_{j >= 1} c_j^4 Var(rho^j) + E[sigma^2] Var[sigma] / m (``kernel_overlap_variance``:
+    c_1^4 / d + 2 c_2^4 / d^2 + ... + 96 c_4^4 / d^4 + ..., degrees up to KERNEL_DEGREES):
     sigma^2 = N (1/d + 1/M_block) V / S^2 + 1/d (M_block = M for a many-to-one map, M < N; absent when M = N,
     whether M is passed or not: then no other input shares an output), and
     tau^2 = sigma^2 + Var[sigma^2] / (m S^2) (the fluctuation of k(e_x, e_x) over the m features).
     """
     N, d, m = check_int("N", N, 1), check_int("d", d, 1), check_int("m", m, 1)
     mo = _activation_moments(act)
-    V = mo["c1sq"] ** 2 / d + 2 * mo["c2sq"] ** 2 / d**2 + mo["second"] * mo["var"] / m
+    kernel = sum(mo["csq"][j] ** 2 * kernel_overlap_variance(j) / d**j for j in range(1, KERNEL_DEGREES + 1))
+    V = kernel + mo["second"] * mo["var"] / m
     M = N if M is None else check_int("M", M, 2)
     block = 1 / M if M < N else 0.0  # the inputs sharing an output add a block term only if some do
     sigma2 = N * (1 / d + block) * V / mo["var"] ** 2 + 1 / d
@@ -446,12 +474,17 @@ def multi_input_memory(X: torch.Tensor, U: torch.Tensor, table: torch.Tensor, m:
     X[s, r] (S, R, d) of unit norm, typically ``pair_inputs`` of a subject and a relation code.
 
     W1 (m, d) has i.i.d. N(0, 1) entries; the features phi(s, r) = act(W1 x(s, r)) have no Hermite component
-    of degree below k (``act = "relu-deg<k>"``), so the kernel ((rho_s + rho_r) / 2)^j, j >= k, keeps little of
-    what depends on s alone or r alone; the second layer is the Hebbian sum over the S R facts
-    W2 = (1 / S R) sum_{s, r} Y(s, r) phi(s, r)^T with doubly centred outputs
-    Y(s, r) = u_{a*(s, r)} - mean_s' u_{a*(s', r)} - mean_r' u_{a*(s, r')} + mean_{s', r'} u_{a*(s', r')},
-    which removes exactly the part of the kernel that is constant over the pairs sharing r (or s).
-    Returns (W1, W2 (d, m)); the memory is F(x) = W2 act(W1 x), read by ``multi_input_scores``.
+    of degree below k (``act = "relu-deg<k>"``), so the kernel ((rho_s + rho_r) / 2)^j, j >= k, gives a pair
+    that shares only r (or only s) with x(s, r) a weight of at most 2^-k. The second layer is the Hebbian sum
+    over the S R facts W2 = (1 / Z) sum_{s, r} Y(s, r) phi(s, r)^T with outputs centred over the subjects,
+    Y(s, r) = u_{a*(s, r)} - mean_s' u_{a*(s', r)}: the S - 1 pairs that share r are many, and centring removes
+    exactly the part of their sum that the shared relation makes coherent. (The R - 1 pairs sharing s are few
+    and are not centred: a second centring over r would also give every answer outside A_r the score
+    +1/(R D), which ties with the right answer's (1 - 1/D)(1 - 1/R) at R = D = 2.) A relation whose S answers
+    all agree (D = 1, or S = 1) is left uncentred: its coherent sum points at the right answer, and centring
+    would erase the signal.
+    Z makes the mean score of the right answers 1. Returns (W1, W2 (d, m)); the memory is F(x) = W2 act(W1 x),
+    read by ``multi_input_scores``.
     """
     _check_pairs(X, U, table)
     m = check_int("m", m, 1)
@@ -460,8 +493,11 @@ def multi_input_memory(X: torch.Tensor, U: torch.Tensor, table: torch.Tensor, m:
     W1 = (mlp_init(m, d, seed) * d**0.5).to(X)  # (m, d): rows N(0, I)
     features = activation(act, X @ W1.T)  # (S, R, m)
     Y = U[table]  # (S, R, d)
-    Y = Y - Y.mean(0, keepdim=True) - Y.mean(1, keepdim=True) + Y.mean((0, 1), keepdim=True)  # (S, R, d)
-    return W1, torch.einsum("srd,srm->dm", Y, features) / (X.shape[0] * X.shape[1])  # (d, m)
+    varied = (table != table[:1]).any(dim=0).to(Y)  # (R,): 1 where the relation's answers are not all equal
+    Y = Y - varied[None, :, None] * Y.mean(0, keepdim=True)  # (S, R, d): centred over the subjects
+    W2 = torch.einsum("srd,srm->dm", Y, features)  # (d, m)
+    right = ((features @ W2.T) * U[table]).sum(-1).mean()  # mean score of the right answers
+    return W1, W2 / right
 
 
 def multi_input_scores(X: torch.Tensor, U: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor,

@@ -5,7 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from factlib import bounds as B
+from factlib import bounds as B, constructions as C
+from factlib.task import TaskConfig
 from factlib.figures import FIGURES, reproduce
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -127,7 +128,11 @@ def test_construction_parameters_grow_with_the_facts():
     assert small["params"] == 4 * small["H"] * small["d_h"] * small["d"] and small["m"] == 0
     assert large["params"] > small["params"] > B.table_bits(16, 4, 8)
     mlp = B.construction_parameters(16, 4, 8, "attention_mlp")
-    assert mlp["params"] == mlp["attention"] + mlp["mlp"] and mlp["m"] % 4 == 0 and mlp["m"] > 0
+    assert mlp["params"] == mlp["attention"] + mlp["mlp"] and mlp["m"] % 6 == 0 and mlp["m"] > 0
+    assert mlp["m"] == C.predicted_min_width(TaskConfig(S=16, R=4, D=8), mlp["d"])
+    # Theorem 4's memory needs no S <= d/2: a table with many subjects and few relations still gets a finite count
+    crowded = B.construction_parameters(512, 2, 8, "attention_mlp")
+    assert math.isfinite(crowded["params"]) and crowded["d"] < 512 * 2
 
 
 # ---- quantiser ---------------------------------------------------------------------------------------------------

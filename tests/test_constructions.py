@@ -7,8 +7,8 @@ import torch
 
 from factlib.constructions import (
     ConstructionConfig, assign_heads, attention_mlp, attention_only, certified_population, code_blocks,
-    head_load, predicted_max_head_load, predicted_min_d, predicted_min_features, random_codes, smallest_size,
-    verify, worst_case_margins,
+    clean_population, head_load, overlap_slope, predicted_max_head_load, predicted_min_d, predicted_min_features, predicted_min_width,
+    random_codes, smallest_size, verify, worst_case_margins,
 )
 from factlib.models import ModelConfig, block_logits
 from factlib.task import TaskConfig, all_pairs, evaluate_population, fact_table, sample_batch, structured_fact_table
@@ -91,16 +91,29 @@ def test_a_failing_construction_is_not_certified():
 
 
 def test_attention_mlp_stores_the_facts_in_the_mlp():
-    task, table, cfg = _setting(8, 2, 4, d=32, H=8, d_h=2, m=1024)
+    task, table, cfg = _setting(8, 2, 4, d=32, H=8, d_h=2)
+    cfg = replace(cfg, m=2 * predicted_min_width(task, 32))
     model = attention_mlp(task, table, cfg)
+    assert clean_population(model, task, table).all_correct
     assert verify(model, task, table, repeats=4).all_correct
     tokens, answers, *_ = sample_batch(task, table, 256, 0)
     parts = block_logits(model, tokens)
     assert (parts["mlp"].argmax(1) == answers).all()
     assert (parts["attention"].argmax(1) == answers).float().mean() < 0.5  # the codes alone know nothing
     # too few features: the Hebbian memory in the MLP is too noisy
-    small = attention_mlp(task, table, replace(cfg, m=8))
+    small = attention_mlp(task, table, replace(cfg, m=12))
     assert not verify(small, task, table, repeats=2).all_correct
+
+
+def test_attention_mlp_beyond_half_d():
+    # S = 96 subjects, d = 64: 96 codes in the 32 subject coordinates (superposition); every pair, clean prompts
+    task, table, cfg = _setting(96, 4, 8, T=16, d=64, H=100, d_h=1)
+    model = attention_mlp(task, table, replace(cfg, m=2 * predicted_min_width(task, 64)))
+    result = clean_population(model, task, table)
+    assert result.method == "clean" and result.all_correct
+    assert verify(model, task, table, repeats=2).all_correct
+    small = attention_mlp(task, table, replace(cfg, m=predicted_min_width(task, 64) // 8))
+    assert not clean_population(small, task, table).all_correct
 
 
 def test_attention_mlp_with_one_head_and_structured_table():
@@ -110,16 +123,22 @@ def test_attention_mlp_with_one_head_and_structured_table():
     assert verify(model, task, table, repeats=4).all_correct
 
 
+def test_attention_mlp_with_one_answer_per_relation():
+    # D = 1: the answer is fixed by the relation; the memory must not centre that signal away
+    task, table, cfg = _setting(8, 3, 1, d=32, H=8, d_h=2, m=600)
+    assert verify(attention_mlp(task, table, cfg), task, table, repeats=2).all_correct
+
+
 def test_construction_validation():
     task, table, cfg = _setting(d=32, H=8, d_h=4, m=0)
-    with pytest.raises(ValueError, match="m >= 4"):
+    with pytest.raises(ValueError, match="m >= feature_degree"):
         attention_mlp(task, table, cfg)
     with pytest.raises(ValueError, match="model_cfg"):
         attention_only(task, table, ModelConfig(vocab_size=5, num_answers=3))
     with pytest.raises(ValueError, match="table"):
         attention_only(task, table[:2], cfg)
     for name, value in [("beta", 0.0), ("sink", 1.5), ("scale", -1.0), ("code_scale", 0.0),
-                        ("subject_share", 0.0), ("seed", -1)]:
+                        ("subject_share", 0.0), ("seed", -1), ("feature_degree", 5)]:
         with pytest.raises(ValueError, match=name):
             ConstructionConfig(**{name: value})
     with pytest.raises(ValueError, match="construction"):
@@ -160,4 +179,14 @@ def test_predictions_move_the_right_way():
     assert predicted_min_d(TaskConfig(S=32, R=8, D=8)) > predicted_min_d(task)
     assert predicted_min_features(TaskConfig(S=64, R=4, D=8), 128) > predicted_min_features(task, 128)
     assert predicted_min_features(task, 256) < predicted_min_features(task, 128)
-    assert predicted_min_features(TaskConfig(S=64, R=4, D=8), 64) == math.inf  # codes too crowded
+    # finite beyond S = d/2 (codes in superposition) until the overlap floor leaves no room; m = (k + 2) ceil(m')
+    crowded = TaskConfig(S=128, R=8, D=8)
+    assert predicted_min_features(crowded, 64) > predicted_min_features(TaskConfig(S=64, R=16, D=8), 64)
+    assert predicted_min_features(TaskConfig(S=8192, R=8, D=8), 64) == math.inf
+    assert math.isfinite(predicted_min_features(TaskConfig(S=8192, R=8, D=8), 64, ConstructionConfig(feature_degree=6)))
+    assert 0.07 < overlap_slope(4) < 0.08 and overlap_slope(6) < 0.005
+    assert math.isfinite(predicted_min_features(crowded, 64))
+    assert predicted_min_width(crowded, 64) == 6 * math.ceil(predicted_min_features(crowded, 64))
+    six = ConstructionConfig(feature_degree=6)
+    assert predicted_min_width(crowded, 64, six) == 8 * math.ceil(predicted_min_features(crowded, 64, six))
+    assert predicted_min_width(TaskConfig(S=8192, R=8, D=8), 64) == math.inf

@@ -506,10 +506,40 @@ def test_multi_input_memory_recalls_every_pair_beyond_half_d():
     X = memory.pair_inputs(Cs, Cr)
     W1, W2 = memory.multi_input_memory(X, U, table, 6000, seed=0)
     assert memory.multi_input_accuracy(X, U, table, W1, W2) == 1.0
+    # R = D = 2: a wrong answer outside A_r must not tie with the right one (it would under double centring)
+    table2 = torch.randint(0, 2, (S, 2), generator=gen) + torch.arange(2) * 2
+    X2 = memory.pair_inputs(Cs, Cr[:2])
+    W1, W2 = memory.multi_input_memory(X2, U[:4], table2, 3000, seed=0)
+    assert memory.multi_input_accuracy(X2, U[:4], table2, W1, W2) == 1.0
     with pytest.raises(ValueError, match="table"):
         memory.multi_input_memory(X, U, table + R * D, 10, seed=0)
     with pytest.raises(ValueError, match="m"):
         memory.multi_input_memory(X, U, table, 0, seed=0)
+
+
+def test_kernel_part_of_the_noise_falls_like_d_to_the_k_plus_one():
+    # the m-independent (kernel) part of sigma^2: N c_2^4 2 / d^3 for relu-high, N a_4^4 96 / d^5 for relu-deg4
+    def kernel(N, d, act):
+        return memory.rf_noise_variance(N, d, 10**15, act=act)[0] - 1 / d
+    assert [memory.kernel_overlap_variance(j) for j in (1, 2, 3, 4)] == [1, 2, 15, 96]
+    assert 7 < kernel(1000, 32, "relu-high") / kernel(1000, 64, "relu-high") < 9
+    assert 30 < kernel(1000, 32, "relu-deg4") / kernel(1000, 64, "relu-deg4") < 40  # 2^5, and degree 6 falls faster
+    assert kernel(1000, 24, "relu-deg4") < kernel(1000, 24, "relu-high") / 100
+
+
+def test_hermite_free_coefficients():
+    for k in (4, 6):
+        a = memory.hermite_free_coefficients(k)
+        assert a[:k].abs().max() < 1e-6 and a[1::2].abs().max() < 1e-6  # no degree below k, no odd degree
+        assert abs(a[k]) > 0.1 and 0.5 < float((a**2).sum()) <= 1.0  # E g_k^2 = 1, partly beyond degree 40
+    # the kernel at rho = 1/2 from the coefficients against a Monte Carlo of E g(a) g(b), corr(a, b) = 1/2
+    gen = torch.Generator().manual_seed(0)
+    x, z = torch.randn(2, 1_000_000, generator=gen, dtype=torch.float64)
+    mc = (memory.activation("relu-deg4", x) * memory.activation("relu-deg4", x / 2 + 0.75**0.5 * z)).mean()
+    series = (memory.hermite_free_coefficients(4) ** 2 * 0.5 ** torch.arange(41)).sum()
+    assert abs(float(mc - series)) < 3e-3
+    with pytest.raises(ValueError, match="k"):
+        memory.hermite_free_coefficients(5)
 
 
 def test_degree_four_memory_stores_more_than_d_squared():
