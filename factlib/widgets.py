@@ -160,7 +160,7 @@ def draw_constructions():
         arrow(ax, 3.45, 0.58, 3.3, 1.13, "query")
         if facts_in_mlp:
             box(ax, 0.1, 2.15, 3.45, 0.55, "$W_O W_V$: copy codes of s and r", "#888888")
-            box(ax, 0.1, 3.05, 3.45, 0.7, "MLP: product features of (s, r)\n$W_2$ = memory of the $S R$ facts",
+            box(ax, 0.1, 3.05, 3.45, 0.7, "MLP: random features of the pair (s, r)\n$W_2$ = memory of the $S R$ facts",
                 COLORS[3])
             arrow(ax, 1.8, 2.72, 1.8, 3.03)
             arrow(ax, 1.8, 3.77, 1.8, 4.1)
@@ -178,17 +178,17 @@ def draw_constructions():
     return fig, axes
 
 
-def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: int = 16, d_h: int = 4,
-                          m: int = 1024) -> Explorer:
+def construction_explorer(construction: str = "attention_mlp", S: int = 16, R: int = 4, D: int = 4, d: int = 64,
+                          H: int = 16, d_h: int = 4, m: int = 1024) -> Explorer:
     """Chapter 4: build a construction at the chosen sizes; show its accuracy on every pair, its parameter
-    count and the accuracy of each block's logits alone (which block holds the facts). Image/HTML widgets, as
-    in ``prompt_explorer``."""
+    count and the accuracy of each block's logits alone (which block holds the facts). The MLP width m is used
+    by the attention + MLP construction only."""
     from .constructions import attention_mlp, attention_only, head_load, verify
     from .models import ModelConfig, block_logits, parameter_count
     from .task import TaskConfig, fact_table, sample_batch
 
     sliders = {
-        "construction": w.Dropdown(options=["attention_only", "attention_mlp"], value="attention_only",
+        "construction": w.Dropdown(options=["attention_only", "attention_mlp"], value=construction,
                                    description="construction"),
         "S": w.IntSlider(value=S, min=2, max=64, description="S", continuous_update=False),
         "R": w.IntSlider(value=R, min=1, max=16, description="R", continuous_update=False),
@@ -223,7 +223,7 @@ def construction_explorer(S: int = 16, R: int = 4, D: int = 4, d: int = 64, H: i
 
     return Explorer(sliders, draw, rows=[["construction", "S", "R", "D"], ["d", "H", "d_h", "m"]],
                     grid={"construction": ("attention_only", "attention_mlp"), "S": (8, 16, 32), "R": (2, 4, 8),
-                          "H": (8, 16)})
+                          "m": (1024, 4096)})
 
 
 def draw_losses(ax, steps, total, relation, subject, R: int, D: int, style: str = "-", label: str = "",
