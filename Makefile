@@ -65,7 +65,7 @@ nbval: venv
 	$(PY) $(NBVAL) book/
 	ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE $(PY) $(NBVAL) $(OTHER_KERNELS_CHAPTERS)
 
-# Re-run every chapter and store outputs and widget state (then commit the notebooks).
+# Re-run every chapter and store its outputs, widget snapshot and explorer states for the HTML (then commit the notebooks).
 execute: venv
 	$(PY) tools/execute_notebooks.py $(CHAPTERS)
 
