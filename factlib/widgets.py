@@ -179,11 +179,11 @@ def draw_constructions():
 
 
 def construction_explorer(construction: str = "attention_mlp", S: int = 16, R: int = 4, D: int = 4, d: int = 64,
-                          H: int = 16, d_h: int = 4, m: int = 1024) -> Explorer:
+                          H: int = 16, d_h: int = 4, m: int = 4096) -> Explorer:
     """Chapter 4: build a construction at the chosen sizes; show its accuracy on every pair, its parameter
     count and the accuracy of each block's logits alone (which block holds the facts). The MLP width m is used
     by the attention + MLP construction only."""
-    from .constructions import attention_mlp, attention_only, head_load, verify
+    from .constructions import attention_mlp, attention_only, head_load, predicted_min_width, verify
     from .models import ModelConfig, block_logits, parameter_count
     from .task import TaskConfig, fact_table, sample_batch
 
@@ -219,7 +219,15 @@ def construction_explorer(construction: str = "attention_mlp", S: int = 16, R: i
         axes[1].bar(["attention", "MLP"], [count["attention"], count["mlp"]], color=[COLORS[0], COLORS[3]])
         axes[1].set_ylabel("parameters")
         axes[1].set_title(f"{count['total']} parameters for {task.num_facts} facts", fontsize=9)
-        return [fig], f"head load {head_load(task, H)} tokens; every pair right: {result.all_correct}"
+        lines = [f"head load {head_load(task, H)} tokens; every pair right: {result.all_correct}"]
+        if construction == "attention_mlp":
+            # eq-mlp-condition assumes the right answer's gap 1 - 1/D; a relation that gives one answer to a share p
+            # of its subjects leaves that answer's pairs a gap of only about 1 - p
+            share = max((table[:, r] == a).float().mean().item() for r in range(R) for a in table[:, r].unique())
+            lines.append(f"MLP threshold (eq-mlp-condition) m = {predicted_min_width(task, d):.0f}; it assumes a gap "
+                         f"1 - 1/D = {1 - 1 / D:.2f}, and here one relation gives one answer to {share:.0%} of the "
+                         f"subjects (gap about {1 - share:.2f})")
+        return [fig], "\n".join(lines)
 
     return Explorer(sliders, draw, rows=[["construction", "S", "R", "D"], ["d", "H", "d_h", "m"]],
                     grid={"construction": ("attention_only", "attention_mlp"), "S": (8, 16, 32), "R": (2, 4, 8),
