@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ._validate import check_float, check_int
+from ._validate import check_choice, check_float, check_int
 from .config import generator
 from .models import ModelConfig, OneLayerTransformer, parameter_count
 from .task import TaskConfig, fact_table
@@ -106,7 +106,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Protocol:
-    """How runs are trained and judged (chapter 5); the defaults are the paper's protocol."""
+    """How runs are trained and judged (chapter 5); the defaults are the paper's protocol and the authors' model."""
 
     steps: int = 2**14          # Adam steps at most
     batch_size: int = 1024      # fresh samples per step and run
@@ -118,6 +118,8 @@ class Protocol:
     foresight: float = 2.0      # failure: in the second half of the budget, accuracy + foresight x (recent accuracy
                                 # gain per step) x (steps left) stays below the threshold (0 turns this rule off)
     init_scale: float = 1.0     # multiplies the initial weights (see ``init_weights``)
+    init: str = "release"       # "release": the authors' initialisation; "ours": this book's first one
+    eos_residual: bool = False  # add the EOS embedding to the attention output (the authors' model does not)
 
     def __post_init__(self):
         check_int("steps", self.steps, 1, 2**24)
@@ -129,6 +131,9 @@ class Protocol:
         check_float("min_delta", self.min_delta, 0.0, 1.0)
         check_float("foresight", self.foresight, 0.0)
         check_float("init_scale", self.init_scale, 0.0)
+        check_choice("init", self.init, INITS)
+        if not isinstance(self.eos_residual, bool):
+            raise ValueError(f"eos_residual must be True or False, got {self.eos_residual!r}")
 
 
 @dataclass(frozen=True)
@@ -139,38 +144,62 @@ class Outcome:
     steps: int         # steps trained when it stopped
     accuracy: float    # last evaluated accuracy
     best_accuracy: float
-    curve: tuple = ()  # (step, evaluated accuracy) at every evaluation
+    curve: tuple = ()  # (step, evaluated accuracy, evaluated loss) at every evaluation
 
 
 WEIGHTS = ("W_Q", "W_K", "W_V", "W_O", "W1", "b1", "W2")
+INITS = ("release", "ours")
 
 
-def init_weights(run: Run, scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """Initial weights of one run, from its own generator (seed 2^32 + seed), float32 on the CPU.
+def weight_shapes(d: int, H: int, d_h: int, m: int) -> dict[str, tuple[int, ...]]:
+    """The shape of every trainable weight of one run, in the order of ``WEIGHTS``."""
+    return {"W_Q": (H, d, d_h), "W_K": (H, d, d_h), "W_V": (H, d, d_h), "W_O": (H, d_h, d),
+            "W1": (m, d), "b1": (m,), "W2": (d, m)}
 
-    Our choice (the paper does not state one): W_Q, W_K, W_V, W1 with i.i.d. N(0, 1/d) entries, W_O with
-    N(0, 1/(H d_h)), W2 with N(0, 1/m), b1 = 0, all times ``scale``: every block starts with outputs of order
-    one. Zero W_O and W_V together would stall attention (each one's gradient is proportional to the other).
+
+def init_weights(run: Run, scale: float = 1.0, init: str = "release") -> dict[str, torch.Tensor]:
+    """Initial weights of one run, from its own generator (seed 2^32 + seed), float64 on the CPU, times ``scale``.
+
+    ``init="release"`` (the default): the initialisation of the authors' released code, W_Q, W_K, W_V with
+    i.i.d. N(0, 1/d_h) entries, W_O with N(0, 1/d), and the MLP at a dense layer's default, W1 with N(0, 1/d),
+    W2 with N(0, 1/m) (variance 1/fan_in; the release's framework truncates the normal at two standard
+    deviations, we do not) and b1 = 0. ``init="ours"``: this book's first choice, W_Q, W_K, W_V, W1 with
+    N(0, 1/d), W_O with N(0, 1/(H d_h)), W2 with N(0, 1/m), b1 = 0. Zero W_O and W_V together would stall
+    attention (each one's gradient is proportional to the other).
     """
     d, H, d_h, m = run.shape
+    check_choice("init", init, INITS)
     gen = generator(2**32 + run.seed)
 
-    def normal(*shape, fan_in):
-        return torch.randn(*shape, generator=gen, dtype=torch.float64) * (scale / math.sqrt(max(fan_in, 1)))
+    def normal(*shape, var):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * (scale * math.sqrt(var))
 
-    return {"W_Q": normal(H, d, d_h, fan_in=d), "W_K": normal(H, d, d_h, fan_in=d),
-            "W_V": normal(H, d, d_h, fan_in=d), "W_O": normal(H, d_h, d, fan_in=H * d_h),
-            "W1": normal(m, d, fan_in=d), "b1": torch.zeros(m, dtype=torch.float64),
-            "W2": normal(d, m, fan_in=m)}
+    attn = 1 / d_h if init == "release" else 1 / d
+    out = 1 / d if init == "release" else 1 / (H * d_h)
+    return {"W_Q": normal(H, d, d_h, var=attn), "W_K": normal(H, d, d_h, var=attn),
+            "W_V": normal(H, d, d_h, var=attn), "W_O": normal(H, d_h, d, var=out),
+            "W1": normal(m, d, var=1 / d), "b1": torch.zeros(m, dtype=torch.float64),
+            "W2": normal(d, m, var=1 / max(m, 1))}
 
 
 # ---- a group of runs of one shape, as batched tensors --------------------------------------------------------------
 
+_MASK21 = (1 << 21) - 1
+#: elements of the largest per-chunk tensor (chunk runs x batch x max(answers, vocabulary)) on a CPU: about 4 MB,
+#: so a chunk's intermediates stay in cache and are reused by the allocator instead of mapped afresh every step
+CPU_CHUNK_ELEMENTS = 2**20
+
+
 class RunGroup:
     """Runs of one shape (d, H, d_h, m) as batched tensors: frozen tables padded to the largest task, weights
-    with a leading run dimension, and a vectorised sampler. ``forward`` is the model of ``factlib.models``."""
+    with a leading run dimension, and a vectorised sampler. ``forward`` is the model of ``factlib.models``.
 
-    def __init__(self, runs: list[Run], device: torch.device | str = "cpu", init_scale: float = 1.0):
+    The weights of all runs live in one flat tensor ``flat`` (runs, P), so that Adam updates every weight of
+    every run in a handful of operations; ``weights`` gives each weight as a view (runs, ...) into it.
+    """
+
+    def __init__(self, runs: list[Run], device: torch.device | str = "cpu", init_scale: float = 1.0,
+                 init: str = "release", eos_residual: bool = False):
         if not runs:
             raise ValueError("runs must be a non-empty list of Run")
         shapes = {run.shape for run in runs}
@@ -182,63 +211,84 @@ class RunGroup:
         self.d, self.H, self.d_h, self.m = runs[0].shape
         self.T = runs[0].task.T
         self.device = torch.device(device)
+        self.eos_residual = bool(eos_residual)
+        self.shapes = weight_shapes(self.d, self.H, self.d_h, self.m)
         n = len(runs)
         tasks = [run.task for run in runs]
         V, A = max(t.vocab_size for t in tasks), max(t.num_answers for t in tasks)
         S_max, R_max = max(t.S for t in tasks), max(t.R for t in tasks)
-        E = torch.zeros(n, V, self.d)  # (n, V, d): rows past a run's vocabulary stay zero, never gathered
+        E = torch.zeros(n, V, self.d)  # (n, V, d): rows past a run's vocabulary stay zero (count zero)
         U = torch.zeros(n, A, self.d)  # (n, A, d)
         table = torch.zeros(n, S_max, R_max, dtype=torch.long)  # (n, S, R)
-        weights = {k: [] for k in WEIGHTS}
+        flat = []
         for i, run in enumerate(runs):
             model = OneLayerTransformer(run.model_config())  # the same draws as the per-model code
             E[i, :run.task.vocab_size], U[i, :run.task.num_answers] = model.E, model.U
             table[i, :run.task.S, :run.task.R] = fact_table(run.task, 2**31 + run.seed)
-            for k, v in init_weights(run, init_scale).items():
-                weights[k].append(v.float())
+            w = init_weights(run, init_scale, init)
+            flat.append(torch.cat([w[k].reshape(-1) for k in WEIGHTS]).float())
         long = {"dtype": torch.long, "device": self.device}
         self.S = torch.tensor([t.S for t in tasks], **long)  # (n,)
         self.R = torch.tensor([t.R for t in tasks], **long)  # (n,)
         self.n_noise = torch.tensor([max(t.n_noise, 1) for t in tasks], **long)  # (n,)
-        self.noise_width = max(max(t.n_noise, 1) for t in tasks)  # columns of the noise counts (a Python int: no sync)
         self.eos = torch.tensor([t.eos for t in tasks], **long)  # (n,)
         self.keys = torch.tensor([run_key(run.seed, run.task) for run in runs], **long)  # (n,)
         self.lr = torch.tensor([run.lr for run in runs], device=self.device)  # (n,)
         self.E, self.U, self.table = E.to(self.device), U.to(self.device), table.to(self.device)
         mask = torch.arange(A)[None, :] < torch.tensor([t.num_answers for t in tasks])[:, None]  # (n, A)
         self.answer_bias = torch.zeros(n, A).masked_fill(~mask, float("-inf")).to(self.device)  # (n, A)
-        self.weights = {k: torch.stack(v).to(self.device) for k, v in weights.items()}  # (n, ...) each
+        self.flat = torch.stack(flat).to(self.device)  # (n, P): every weight of every run
         self.index = torch.arange(n, device=self.device)  # (n,) position of each active run in ``runs``
+        self.vocab_width, self.answer_width = V, A  # Python ints: no device sync to read them
 
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Each weight as a view (n, ...) into ``flat``."""
+        return unflatten(self.flat, self.shapes)
+
     def keep(self, mask: torch.Tensor) -> None:
         """Drop the runs where ``mask`` (active,) is False from every batched tensor."""
-        for name in ("S", "R", "n_noise", "eos", "keys", "lr", "E", "U", "table", "answer_bias", "index"):
+        for name in ("S", "R", "n_noise", "eos", "keys", "lr", "E", "U", "table", "answer_bias", "index", "flat"):
             setattr(self, name, getattr(self, name)[mask])
-        self.weights = {k: v[mask] for k, v in self.weights.items()}
 
-    def sample_parts(self, step: int, batch_size: int, stream: int = 0
+    def chunks(self, batch_size: int) -> list[slice]:
+        """Slices of the active runs computed together: all at once on a GPU; on a CPU, chunks whose largest
+        tensor has about ``CPU_CHUNK_ELEMENTS`` elements (see there)."""
+        n = len(self)
+        if self.device.type != "cpu":
+            return [slice(0, n)]
+        size = max(1, CPU_CHUNK_ELEMENTS // (batch_size * max(self.answer_width, self.vocab_width, self.T)))
+        return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+    def sample_parts(self, step: int, batch_size: int, stream: int = 0, rows: slice = slice(None)
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A fresh batch for every active run as its parts: subjects (n, B), relations (n, B), the T - 3 noise
-        tokens' indices in [0, n_noise) (n, B, T-3) and answers (n, B), all long on the device.
+        """A fresh batch for the active runs ``rows`` as its parts: subjects (n, B), relations (n, B), the T - 3
+        noise tokens' indices in [0, n_noise) (n, B, T-3) and answers (n, B), all long on the device.
 
         Subjects and relations uniform, noise uniform and independent: the distribution of
         ``factlib.task.sample_batch`` up to the positions, which the model does not see (``sample`` adds them).
-        Drawn by ``uniform_ints``: a sample depends only on (run key, stream, step, index in the batch).
+        Each sample hashes (run key, stream, step, index in the batch) into 1 + (T - 3) / 3 words of 64 bits
+        (``mix64``): s and r from the two 32-bit halves of the first, three noise tokens from 21-bit pieces of
+        each other one; a piece x becomes floor(x n / 2^bits), uniform up to a bias below n / 2^21.
+        A sample depends only on the run and its index, not on which runs are drawn with it.
         """
-        n, B, k = len(self), batch_size, self.T - 3
-        per_sample = 2 + (k + 1) // 2  # s, r, then two noise tokens per hash (each from 32 of its bits)
+        keys, S, R, n_noise = self.keys[rows], self.S[rows], self.R[rows], self.n_noise[rows]
+        B, k = batch_size, self.T - 3
+        per_sample = 1 + (k + 2) // 3
         base = stream * 2**44 + step * B * per_sample
         counters = base + torch.arange(B * per_sample, device=self.device).view(1, B, per_sample)  # (1, B, p)
-        h = mix64(self.keys.view(-1, 1, 1) + counters * _GOLDEN)  # (n, B, p) 64-bit hashes
-        s = _shr(h[:, :, 0], 11) % self.S[:, None]  # (n, B)
-        r = _shr(h[:, :, 1], 11) % self.R[:, None]  # (n, B)
-        halves = torch.stack([h[:, :, 2:] & 0xFFFFFFFF, _shr(h[:, :, 2:], 32)], dim=3).flatten(2)[:, :, :k]  # (n, B, k)
-        noise = halves % self.n_noise[:, None, None]  # (n, B, T-3): bias below n_noise / 2^32
-        rows = torch.arange(n, device=self.device)[:, None]
-        return s, r, noise, self.table[rows, s, r]
+        h = mix64(keys.view(-1, 1, 1) + counters * _GOLDEN)  # (n, B, p) 64-bit hashes
+        s = (_shr(h[:, :, 0], 32) * S[:, None]) >> 32  # (n, B): the high half times S, over 2^32
+        r = ((h[:, :, 0] & 0xFFFFFFFF) * R[:, None]) >> 32  # (n, B)
+        words = h[:, :, 1:]  # (n, B, p - 1)
+        pieces = torch.stack([words & _MASK21, _shr(words, 21) & _MASK21, _shr(words, 42) & _MASK21],
+                             dim=3).flatten(2)[:, :, :k]  # (n, B, k) 21-bit integers
+        noise = (pieces * n_noise[:, None, None]) >> 21  # (n, B, T-3)
+        table = self.table[rows]
+        return s, r, noise, table[torch.arange(len(keys), device=self.device)[:, None], s, r]
 
     def sample(self, step: int, batch_size: int, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of ``sample_parts`` as prompts (n, B, T) long, with answers (n, B): the subject and the
@@ -259,122 +309,170 @@ class RunGroup:
         tokens = torch.cat([body, self.eos[:, None, None].expand(n, B, 1)], dim=2)  # (n, B, T)
         return tokens, answers
 
-    def parts(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(subjects (n, B), relations (n, B), noise counts (n, B, n_noise)) of well-formed prompts (n, B, T)."""
-        S, Rr, off = self.S.view(-1, 1, 1), self.R.view(-1, 1, 1), (self.S + self.R).view(-1, 1, 1)
-        is_s, is_r = tokens < S, (tokens >= S) & (tokens < off)  # (n, B, T)
-        is_noise = (tokens >= off) & (tokens < self.eos.view(-1, 1, 1))
-        s = torch.where(is_s, tokens, 0).sum(2)  # (n, B)
-        r = torch.where(is_r, tokens - S, 0).sum(2)  # (n, B)
-        counts = torch.zeros(*tokens.shape[:2], self.noise_width, device=self.device)  # (n, B, n_noise)
-        counts.scatter_add_(2, torch.where(is_noise, tokens - off, 0), is_noise.float())
-        return s, r, counts
+    def counts(self, s: torch.Tensor, r: torch.Tensor, noise: torch.Tensor, rows: slice = slice(None)
+               ) -> torch.Tensor:
+        """How often each vocabulary token occurs in each prompt, (n, B, V) float, from its parts (the model
+        has no positions: a prompt is the multiset {s, r, EOS} plus its noise tokens)."""
+        S, R, eos = self.S[rows], self.R[rows], self.eos[rows]
+        n, B = s.shape
+        ids = torch.cat([s[..., None], (S[:, None] + r)[..., None], eos[:, None, None].expand(n, B, 1),
+                         (S + R)[:, None, None] + noise], dim=2)  # (n, B, T)
+        out = torch.zeros(n, B, self.vocab_width, device=self.device)  # (n, B, V)
+        return out.scatter_add_(2, ids, torch.ones(1, device=self.device).expand(ids.shape))
 
-    def noise_counts(self, noise: torch.Tensor) -> torch.Tensor:
-        """Counts (n, B, n_noise) float of the noise indices (n, B, k)."""
-        counts = torch.zeros(*noise.shape[:2], self.noise_width, device=self.device)
-        return counts.scatter_add_(2, noise, torch.ones_like(noise, dtype=counts.dtype))
+    def token_counts(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Counts (n, B, V) of the vocabulary tokens in prompts ``tokens`` (n, B, T)."""
+        out = torch.zeros(*tokens.shape[:2], self.vocab_width, device=self.device)  # (n, B, V)
+        return out.scatter_add_(2, tokens, torch.ones(1, device=self.device).expand(tokens.shape))
 
     def forward(self, tokens: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits (n, B, A) of every run on its well-formed prompts ``tokens`` (n, B, T); padded answers -inf."""
-        return self.forward_parts(*self.parts(tokens), weights)
+        return self.forward_counts(self.token_counts(tokens), weights)
 
-    def forward_parts(self, s: torch.Tensor, r: torch.Tensor, counts: torch.Tensor,
-                      weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits (n, B, A) from prompts given as parts: subjects (n, B), relations (n, B), noise counts
-        (n, B, n_noise). The function of ``OneLayerTransformer.forward``, organised for speed.
+    def forward_counts(self, counts: torch.Tensor, weights: dict[str, torch.Tensor] | None = None,
+                       rows: slice = slice(None)) -> torch.Tensor:
+        """Logits (n, B, A) of the runs ``rows`` from their prompts' token counts (n, B, V); differentiable in
+        ``weights`` (default: the group's). The function of ``OneLayerTransformer.forward``."""
+        W = {k: v[rows] for k, v in (self.weights if weights is None else weights).items()}
+        return self._forward(counts, W, rows)[0]
 
-        The query depends only on EOS, so every vocabulary token's score and value are computed once per step
-        as tables. The model has no positions, so a prompt is the multiset {s, r, EOS} plus noise: the three
-        fixed tokens are gathered, and the noise enters the softmax through its counts, one matrix product
-        counts @ [exp(score) value, exp(score)] over the noise vocabulary.
-        """
-        Wt = self.weights if weights is None else weights
-        n, B = s.shape
-        rows = torch.arange(n, device=self.device)
-        x_eos = self.E[rows, self.eos]  # (n, d)
-        q = torch.einsum("rd,rhde->rhe", x_eos, Wt["W_Q"])  # (n, H, d_h)
-        kq = torch.einsum("rhde,rhe->rhd", Wt["W_K"], q) / self.d_h ** 0.5  # (n, H, d): score(z) = kq . e_z
-        # the noise vocabulary of each run, rows S + R .. S + R + n_noise - 1 (padded ones get zero counts)
-        Nn = counts.shape[2]
-        noise_ids = ((self.S + self.R)[:, None] + torch.arange(Nn, device=self.device)).clamp(
-            max=self.E.shape[1] - 1)  # (n, Nn)
-        x_noise = self.E[rows[:, None], noise_ids]  # (n, Nn, d), frozen
-        noise_scores = torch.bmm(x_noise, kq.transpose(1, 2))  # (n, Nn, H)
-        valid = torch.arange(Nn, device=self.device)[None, :] < self.n_noise[:, None]  # (n, Nn)
-        shift = noise_scores.masked_fill(~valid[..., None], float("-inf")).amax(dim=1).detach()  # (n, H)
-        noise_w = torch.exp(noise_scores - shift[:, None, :])  # (n, Nn, H) <= 1
-        noise_values = torch.einsum("rnd,rhde->rnhe", x_noise, Wt["W_V"])  # (n, Nn, H, d_h)
-        noise_feat = torch.cat([noise_w[..., None] * noise_values, noise_w[..., None]], dim=3)  # (n, Nn, H, d_h+1)
-        pooled = torch.bmm(counts, noise_feat.flatten(2)).view(n, B, self.H, self.d_h + 1)  # (n, B, H, d_h+1)
-        fixed = torch.stack([s, (self.S[:, None] + r), self.eos[:, None].expand(n, B)], dim=2)  # (n, B, 3)
-        x_fixed = self.E[rows[:, None, None], fixed]  # (n, B, 3, d), frozen
-        fixed_scores = torch.einsum("rbkd,rhd->rbkh", x_fixed, kq)  # (n, B, 3, H)
-        top = torch.maximum(fixed_scores.amax(dim=2), shift[:, None, :]).detach()  # (n, B, H): any shift is exact
-        fixed_w = torch.exp(fixed_scores - top[:, :, None, :])  # (n, B, 3, H)
-        noise_scale = torch.exp(shift[:, None, :] - top)[..., None]  # (n, B, H, 1)
-        fixed_values = torch.bmm(x_fixed.view(n, B * 3, self.d), Wt["W_V"].permute(0, 2, 1, 3).reshape(
-            n, self.d, self.H * self.d_h)).view(n, B, 3, self.H, self.d_h)  # (n, B, 3, H, d_h)
-        num = (fixed_w[..., None] * fixed_values).sum(dim=2) + noise_scale * pooled[..., :-1]  # (n, B, H, d_h)
-        den = fixed_w.sum(dim=2)[..., None] + noise_scale * pooled[..., -1:]  # (n, B, H, 1)
-        heads = num / den  # (n, B, H, d_h): the attention-weighted values
-        h = x_eos[:, None, :] + torch.einsum("rbhe,rhed->rbd", heads, Wt["W_O"])  # (n, B, d)
+    def _forward(self, c: torch.Tensor, W: dict[str, torch.Tensor], rows: slice):
+        """Logits (n, B, A) and what the gradient needs. The query depends only on EOS, so every vocabulary
+        token's score and value are tables computed once per step, and a prompt enters through its counts:
+        each head's output is (c @ [exp(score) value]) / (c @ exp(score)), one matrix product.
+
+        The scores are shifted by each head's largest over the vocabulary (exact: the shift cancels) and
+        clipped 80 below it, where exp(-80) is still a normal float32: a prompt whose tokens all score 80 below
+        the vocabulary's best would otherwise divide zero by zero."""
+        E, U, eos = self.E[rows], self.U[rows], self.eos[rows]
+        n, B, V = c.shape
+        H, d_h, d = self.H, self.d_h, self.d
+        x_eos = E[torch.arange(n, device=self.device), eos]  # (n, d)
+        q = torch.einsum("rd,rhde->rhe", x_eos, W["W_Q"])  # (n, H, d_h)
+        kq = torch.einsum("rhde,rhe->rhd", W["W_K"], q) / d_h ** 0.5  # (n, H, d): score(z) = kq . e_z
+        scores = torch.bmm(E, kq.transpose(1, 2))  # (n, V, H)
+        shift = scores.detach().amax(dim=1, keepdim=True)  # (n, 1, H)
+        w = torch.exp((scores - shift).clamp(min=-80.0))  # (n, V, H) in (0, 1]
+        v = torch.bmm(E, W["W_V"].permute(0, 2, 1, 3).reshape(n, d, H * d_h)).view(n, V, H, d_h)  # (n, V, H, d_h)
+        table = torch.cat([w[..., None] * v, w[..., None]], dim=3)  # (n, V, H, d_h + 1)
+        pooled = torch.bmm(c, table.view(n, V, H * (d_h + 1))).view(n, B, H, d_h + 1)  # (n, B, H, d_h + 1)
+        den = pooled[..., d_h:]  # (n, B, H, 1)
+        heads = pooled[..., :d_h] / den  # (n, B, H, d_h): the attention-weighted values
+        h0 = torch.bmm(heads.reshape(n, B, H * d_h), W["W_O"].reshape(n, H * d_h, d))  # (n, B, d)
+        if self.eos_residual:
+            h0 = h0 + x_eos[:, None, :]
+        h, a, z = h0, None, None
         if self.m:
-            hidden = torch.relu(torch.einsum("rbd,rmd->rbm", h, Wt["W1"]) + Wt["b1"][:, None, :])  # (n, B, m)
-            h = h + torch.einsum("rbm,rdm->rbd", hidden, Wt["W2"])  # (n, B, d)
-        return torch.einsum("rbd,rad->rba", h, self.U) + self.answer_bias[:, None, :]  # (n, B, A)
+            a = torch.baddbmm(W["b1"][:, None, :], h0, W["W1"].transpose(1, 2))  # (n, B, m)
+            z = torch.relu(a)  # (n, B, m)
+            h = torch.baddbmm(h0, z, W["W2"].transpose(1, 2))  # (n, B, d)
+        logits = torch.baddbmm(self.answer_bias[rows][:, None, :], h, U.transpose(1, 2))  # (n, B, A)
+        return logits, (E, U, x_eos, q, kq, w, v, den, heads, h0, a, z)
+
+    def loss_and_grad(self, c: torch.Tensor, answers: torch.Tensor, rows: slice = slice(None)
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each run's mean cross-entropy (n,) on prompts with counts ``c`` (n, B, V) and ``answers`` (n, B), and
+        its gradient in the flat layout (n, P), by hand (the backward pass of ``_forward``, no autograd graph)."""
+        W = {k: v[rows] for k, v in self.weights.items()}
+        with torch.no_grad():
+            logits, (E, U, x_eos, q, kq, w, v, den, heads, h0, a, z) = self._forward(c, W, rows)
+            n, B, V = c.shape
+            H, d_h, d = self.H, self.d_h, self.d
+            picked = logits.gather(2, answers[..., None])  # (n, B, 1)
+            top = logits.amax(dim=2, keepdim=True)  # (n, B, 1)
+            probs = logits.sub_(top).exp_()  # (n, B, A), in place: logits are not needed any more
+            total = probs.sum(dim=2, keepdim=True)  # (n, B, 1)
+            loss = (total.log() + top - picked).mean(dim=(1, 2))  # (n,)
+            probs.mul_((1.0 / B) / total)  # softmax / B
+            probs.scatter_add_(2, answers[..., None], torch.full((1,), -1.0 / B, device=self.device).expand(n, B, 1))
+            dh = torch.bmm(probs, U)  # (n, B, d): the gradient of the sum of the runs' mean losses
+            grads = {}
+            if self.m:
+                grads["W2"] = torch.bmm(dh.transpose(1, 2), z)  # (n, d, m)
+                da = torch.bmm(dh, W["W2"]).mul_(a > 0)  # (n, B, m)
+                grads["W1"] = torch.bmm(da.transpose(1, 2), h0)  # (n, m, d)
+                grads["b1"] = da.sum(dim=1)  # (n, m)
+                dh0 = torch.baddbmm(dh, da, W["W1"])  # (n, B, d)
+            else:
+                grads["W2"], grads["W1"], grads["b1"] = W["W2"] * 0, W["W1"] * 0, W["b1"] * 0
+                dh0 = dh
+            heads_flat = heads.reshape(n, B, H * d_h)
+            grads["W_O"] = torch.bmm(heads_flat.transpose(1, 2), dh0)  # (n, H d_h, d)
+            dheads = torch.bmm(dh0, W["W_O"].reshape(n, H * d_h, d).transpose(1, 2)).view(n, B, H, d_h)
+            dnum = dheads / den  # (n, B, H, d_h)
+            dden = -(dnum * heads).sum(dim=3, keepdim=True)  # (n, B, H, 1)
+            dpooled = torch.cat([dnum, dden], dim=3).view(n, B, H * (d_h + 1))  # (n, B, H (d_h + 1))
+            dtable = torch.bmm(c.transpose(1, 2), dpooled).view(n, V, H, d_h + 1)  # (n, V, H, d_h + 1)
+            dw = (dtable[..., :d_h] * v).sum(dim=3) + dtable[..., d_h]  # (n, V, H)
+            dv = dtable[..., :d_h] * w[..., None]  # (n, V, H, d_h)
+            dscores = dw * w  # (n, V, H): exp's derivative (zero where clipped, as for the clip)
+            dkq = torch.bmm(dscores.transpose(1, 2), E) / d_h ** 0.5  # (n, H, d)
+            grads["W_V"] = torch.bmm(E.transpose(1, 2), dv.reshape(n, V, H * d_h)).view(n, d, H, d_h).transpose(1, 2)
+            grads["W_K"] = torch.einsum("rhd,rhe->rhde", dkq, q)  # (n, H, d, d_h)
+            dq = torch.einsum("rhde,rhd->rhe", W["W_K"], dkq)  # (n, H, d_h)
+            grads["W_Q"] = torch.einsum("rd,rhe->rhde", x_eos, dq)  # (n, H, d, d_h)
+            flat = torch.cat([grads[k].reshape(n, -1) for k in WEIGHTS], dim=1)  # (n, P)
+        return loss, flat
 
     def model(self, i: int) -> OneLayerTransformer:
         """Run ``i`` (its index in ``runs``, while still active) as a ``OneLayerTransformer`` with its weights."""
         pos = int((self.index == i).nonzero()[0, 0])
-        model = OneLayerTransformer(self.runs[i].model_config())
+        model = OneLayerTransformer(replace(self.runs[i].model_config(), eos_residual=self.eos_residual))
         with torch.no_grad():
-            for k in WEIGHTS:
-                getattr(model, k).copy_(self.weights[k][pos].cpu())
+            for k, v in self.weights.items():
+                getattr(model, k).copy_(v[pos].cpu())
         return model
+
+
+def unflatten(flat: torch.Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Views (n, ...) into the flat weights (n, P), one per name of ``shapes``, in their order."""
+    out, start = {}, 0
+    for k, shape in shapes.items():
+        size = math.prod(shape)
+        out[k] = flat[:, start:start + size].view(flat.shape[0], *shape)
+        start += size
+    return out
 
 
 def evaluate_group(group: RunGroup, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Accuracy and loss of every active run on ``size`` fresh samples (stream 1), each (n,)."""
-    s, r, noise, answers = group.sample_parts(step, size, stream=1)
+    accs, losses = [], []
     with torch.no_grad():
-        logits = group.forward_parts(s, r, group.noise_counts(noise))  # (n, B, A)
-        acc = (logits.argmax(dim=2) == answers).float().mean(dim=1)  # (n,)
-        loss = -logits.log_softmax(dim=2).gather(2, answers[..., None]).mean(dim=(1, 2))  # (n,)
-    return acc, loss
+        for rows in group.chunks(size):
+            s, r, noise, answers = group.sample_parts(step, size, stream=1, rows=rows)
+            logits = group.forward_counts(group.counts(s, r, noise, rows), rows=rows)  # (n, B, A)
+            accs.append((logits.argmax(dim=2) == answers).float().mean(dim=1))  # (n,)
+            losses.append(-logits.log_softmax(dim=2).gather(2, answers[..., None]).mean(dim=(1, 2)))  # (n,)
+    return torch.cat(accs), torch.cat(losses)
 
 
 def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: bool = False
                 ) -> tuple[list[Outcome], list[OneLayerTransformer | None]]:
     """Train every run of ``group`` with Adam (per-run lr) until it succeeds or fails (see ``Protocol``).
 
-    Returns the outcome of each run, in the order of ``group.runs``, and, with ``keep_models``, each run's
-    trained ``OneLayerTransformer`` (at the step it stopped).
+    Each step samples, runs forward and backward (``RunGroup.loss_and_grad``) chunk by chunk of runs into one
+    flat gradient (n, P), and one Adam update moves every weight of every run. Returns the outcome of each
+    run, in the order of ``group.runs``, and, with ``keep_models``, each run's trained ``OneLayerTransformer``
+    (at the step it stopped).
     """
     n0, dev = len(group.runs), group.device
     outcomes: list[Outcome | None] = [None] * n0
     models: list[OneLayerTransformer | None] = [None] * n0
-    moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in group.weights.items()
-               if group.m or k in WEIGHTS[:4]}  # m = 0: no MLP weights to train
+    moments = (torch.zeros_like(group.flat), torch.zeros_like(group.flat))  # Adam's, (n, P) each
+    grad = torch.empty_like(group.flat)  # (n, P)
     best_acc = torch.zeros(n0, device=dev)
     best_loss = torch.full((n0,), float("inf"), device=dev)
     last_progress = torch.zeros(n0, dtype=torch.long, device=dev)
     last_acc = torch.zeros(n0, device=dev)
     rate = torch.zeros(n0, device=dev)  # moving average of the accuracy gained per step
     curves: list[list] = [[] for _ in range(n0)]
-    evals: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, run indices, accuracies), read at the end
+    evals: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (step, runs, acc, loss), read at the end
+    chunks = group.chunks(protocol.batch_size)
     for step in range(1, protocol.steps + 1):
-        params = {k: v.requires_grad_(True) for k, v in group.weights.items() if group.m or k in WEIGHTS[:4]}
-        s, r, noise, answers = group.sample_parts(step, protocol.batch_size)  # (n, B) x 2, (n, B, T-3), (n, B)
-        logits = group.forward_parts(s, r, group.noise_counts(noise), params)  # (n, B, A)
-        # the sum over runs of each run's mean loss: run r's gradient is that of its own loss
-        loss = -logits.log_softmax(dim=2).gather(2, answers[..., None]).mean(dim=(1, 2)).sum()
-        grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
-        with torch.no_grad():
-            for k, w in params.items():
-                w = w.detach()  # the gradient is taken: update the values in place, outside the graph
-                adam_update_(w, grads[k], moments[k], group.lr.view((-1,) + (1,) * (w.ndim - 1)), step)
-                group.weights[k] = w
+        for rows in chunks:
+            s, r, noise, answers = group.sample_parts(step, protocol.batch_size, rows=rows)  # (n, B) .., (n, B)
+            grad[rows] = group.loss_and_grad(group.counts(s, r, noise, rows), answers, rows)[1]
+        adam_update_(group.flat, grad, moments, group.lr[:, None], step)
         if step % protocol.eval_every and step != protocol.steps:
             continue
         acc, loss_r = evaluate_group(group, step, protocol.eval_size)  # (n,), (n,)
@@ -383,7 +481,7 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
         last_progress[idx] = torch.where(improved, step, last_progress[idx])
         best_acc[idx] = torch.maximum(best_acc[idx], acc)
         best_loss[idx] = torch.minimum(best_loss[idx], loss_r)
-        evals.append((step, idx, acc))
+        evals.append((step, idx, acc, loss_r))
         rate[idx] = 0.5 * rate[idx] + 0.5 * (acc - last_acc[idx]) / protocol.eval_every
         last_acc[idx] = acc
         hopeless = (acc + protocol.foresight * rate[idx].clamp(min=0) * (protocol.steps - step) < protocol.threshold) & (
@@ -398,13 +496,15 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
                 if keep_models:
                     models[i] = group.model(i)
             keep = ~done
-            moments = {k: (m1[keep], m2[keep]) for k, (m1, m2) in moments.items()}
+            moments = (moments[0][keep], moments[1][keep])
             group.keep(keep)
             if not len(group):
                 break
-    for step, idx, acc in evals:
-        for i, a in zip(idx.tolist(), acc.tolist()):
-            curves[i].append((step, a))
+            grad = torch.empty_like(group.flat)
+            chunks = group.chunks(protocol.batch_size)
+    for step, idx, acc, loss_r in evals:
+        for i, a, lo in zip(idx.tolist(), acc.tolist(), loss_r.tolist()):
+            curves[i].append((step, a, lo))
     return [replace(o, curve=tuple(curves[i])) for i, o in enumerate(outcomes)], models
 
 
@@ -427,7 +527,8 @@ def train_runs(runs: list[Run], protocol: Protocol = Protocol(), device: torch.d
     for members in by_shape.values():
         for start in range(0, len(members), max_runs):
             chunk = members[start:start + max_runs]
-            group = RunGroup([runs[i] for i in chunk], device, protocol.init_scale)
+            group = RunGroup([runs[i] for i in chunk], device, protocol.init_scale, protocol.init,
+                             protocol.eos_residual)
             out, mods = train_group(group, protocol, keep_models)
             for i, o, mo in zip(chunk, out, mods):
                 outcomes[i], models[i] = o, mo

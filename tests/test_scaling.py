@@ -5,10 +5,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from factlib import figures
+from factlib import figures, trainer
 from factlib.models import OneLayerTransformer
 from factlib.scaling import (SCALING_FIGURES, Protocol, Run, RunGroup, SearchSpec, capacity_sweep, fit_scaling,
                              head_sizes, init_weights, mix64, train_runs, uniform_ints, variant_task)
+from factlib.train import ADAM_BETAS, ADAM_EPS, adam_update_
+from factlib.trainer import unflatten
 from factlib.task import TaskConfig, fact_table, prompt_probability, sample_batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,18 +25,19 @@ def mixed_runs(m=6):
     return [Run(task, d=12, H=3, d_h=4, m=m, lr=1e-2, seed=seed) for seed, task in enumerate(tasks)]
 
 
-@pytest.mark.parametrize("m", [0, 6])
-def test_batched_forward_is_the_per_model_forward(m):
+@pytest.mark.parametrize("m,eos_residual,init", [(0, False, "release"), (6, False, "release"), (6, True, "ours")])
+def test_batched_forward_is_the_per_model_forward(m, eos_residual, init):
     runs = mixed_runs(m)
-    group = RunGroup(runs)
+    group = RunGroup(runs, init=init, eos_residual=eos_residual)
     tokens, answers = group.sample(step=5, batch_size=50)  # (n, B, T), (n, B)
     logits = group.forward(tokens)  # (n, B, A)
     for i, run in enumerate(runs):
-        model = OneLayerTransformer(run.model_config())  # the same frozen embeddings, by construction
+        # the same frozen embeddings, by construction
+        model = OneLayerTransformer(replace(run.model_config(), eos_residual=eos_residual))
         assert torch.equal(model.E, group.E[i, :run.task.vocab_size])
         assert torch.equal(model.U, group.U[i, :run.task.num_answers])
         with torch.no_grad():
-            for name, value in init_weights(run).items():
+            for name, value in init_weights(run, init=init).items():
                 getattr(model, name).copy_(value.float())
             want = model(tokens[i])  # (B, R D)
         A = run.task.num_answers
@@ -59,9 +62,7 @@ def test_prompts_are_well_formed_and_their_parts_are_the_training_batch():
     tokens, answers = group.sample(step=3, batch_size=300)
     s, r, noise, answers_parts = group.sample_parts(step=3, batch_size=300)
     assert torch.equal(answers, answers_parts)
-    ps, pr, counts = group.parts(tokens)
-    assert torch.equal(ps, s) and torch.equal(pr, r)
-    assert torch.equal(counts, group.noise_counts(noise))
+    assert torch.equal(group.token_counts(tokens), group.counts(s, r, noise))
     for i, run in enumerate(runs):
         assert bool((prompt_probability(run.task, tokens[i]) > 0).all()), "every prompt must be a task prompt"
 
@@ -112,7 +113,7 @@ def test_a_batch_of_runs_trains_like_the_runs_one_by_one():
         assert (alone.reached, alone.steps) == (outcome.reached, outcome.steps)
         assert abs(alone.accuracy - outcome.accuracy) <= 2 / TINY.eval_size
         torch.testing.assert_close(single.W_O, model.W_O, rtol=1e-3, atol=1e-4)
-    assert [o.reached for o in together] == [True, False, True], "runs that stop at different steps"
+    assert len({o.steps for o in together}) > 1, "runs that stop at different steps"
 
 
 def test_capacity_search_is_plausible_and_deterministic():
@@ -185,3 +186,51 @@ def test_reproduce_runs_each_figure_on_a_tiny_override(name, monkeypatch):
     else:
         assert sorted((r["H"], r["m"]) for r in rows) == [(1, 0), (1, 4), (2, 0), (2, 4)]
         assert all(0 <= r["accuracy"] <= 1 for r in rows)
+
+
+@pytest.mark.parametrize("m,eos_residual", [(0, False), (6, False), (6, True)])
+def test_hand_written_gradient_is_autograds(m, eos_residual):
+    group = RunGroup(mixed_runs(m), eos_residual=eos_residual)
+    group.flat += 0.3 * torch.randn(group.flat.shape, generator=torch.Generator().manual_seed(0))  # b1 != 0
+    s, r, noise, answers = group.sample_parts(step=3, batch_size=64)
+    counts = group.counts(s, r, noise)
+    loss, grad = group.loss_and_grad(counts, answers)
+    flat = group.flat.clone().requires_grad_(True)
+    logits = group.forward_counts(counts, unflatten(flat, group.shapes))
+    want = -logits.log_softmax(2).gather(2, answers[..., None]).mean(dim=(1, 2))  # (n,)
+    (want_grad,) = torch.autograd.grad(want.sum(), flat)
+    torch.testing.assert_close(loss, want.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_batched_adam_steps_are_the_per_model_optimiser():
+    """Twenty steps of the batched trainer (flat weights, hand-written gradient, one Adam update for all runs)
+    against torch.optim.Adam on each run's OneLayerTransformer, on the same prompts."""
+    runs = mixed_runs(6)
+    group = RunGroup(runs)
+    models = [group.model(i) for i in range(len(runs))]
+    optims = [torch.optim.Adam(mo.parameters(), lr=run.lr, betas=ADAM_BETAS, eps=ADAM_EPS) for mo, run in zip(models, runs)]
+    moments = (torch.zeros_like(group.flat), torch.zeros_like(group.flat))
+    for step in range(1, 21):
+        tokens, answers = group.sample(step, batch_size=64)  # (n, B, T), (n, B)
+        _, grad = group.loss_and_grad(group.token_counts(tokens), answers)
+        adam_update_(group.flat, grad, moments, group.lr[:, None], step)
+        for i, (model, opt) in enumerate(zip(models, optims)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(tokens[i]), answers[i]).backward()
+            opt.step()
+    for i, model in enumerate(models):
+        for name, value in group.weights.items():
+            torch.testing.assert_close(value[i], getattr(model, name).detach(), rtol=1e-3, atol=1e-4)
+
+
+def test_chunking_does_not_change_a_run(monkeypatch):
+    runs = [Run(variant_task("S=R", n), d=8, H=2, d_h=2, m=8, lr=1e-2, seed=seed) for n, seed in [(2, 0), (4, 1), (3, 2)]]
+    protocol = replace(TINY, steps=128)
+    whole, _ = train_runs(runs, protocol)
+    monkeypatch.setattr(trainer, "CPU_CHUNK_ELEMENTS", 1)  # one run per chunk
+    assert len(RunGroup(runs).chunks(protocol.batch_size)) == 3
+    one_by_one, _ = train_runs(runs, protocol)
+    for a, b in zip(whole, one_by_one):
+        assert (a.reached, a.steps) == (b.reached, b.steps)
+        assert abs(a.accuracy - b.accuracy) <= 2 / protocol.eval_size
