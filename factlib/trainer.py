@@ -508,6 +508,24 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
     return [replace(o, curve=tuple(curves[i])) for i, o in enumerate(outcomes)], models
 
 
+def replay_stopping(curve, protocol: Protocol) -> tuple[bool, int]:
+    """(reached, step) that ``protocol``'s stopping rules give a run whose evaluations were ``curve`` (a sequence
+    of (step, accuracy, loss), e.g. ``Outcome.curve`` of a run trained with early failure off): the rules of
+    ``train_group``, replayed in Python, to compare the verdicts with the full budget's (chapter 5)."""
+    best_acc, best_loss, last_progress, last_acc, rate = 0.0, math.inf, 0, 0.0, 0.0
+    for step, acc, loss in curve:
+        if acc >= best_acc + protocol.min_delta or loss <= best_loss * (1 - protocol.min_delta):
+            last_progress = step
+        best_acc, best_loss = max(best_acc, acc), min(best_loss, loss)
+        rate = 0.5 * rate + 0.5 * (acc - last_acc) / protocol.eval_every
+        last_acc = acc
+        hopeless = (protocol.foresight > 0 and 2 * step >= protocol.steps
+                    and acc + protocol.foresight * max(rate, 0.0) * (protocol.steps - step) < protocol.threshold)
+        if acc >= protocol.threshold or step - last_progress >= protocol.patience or hopeless or step >= protocol.steps:
+            return acc >= protocol.threshold, step
+    return False, curve[-1][0] if curve else 0
+
+
 def train_runs(runs: list[Run], protocol: Protocol = Protocol(), device: torch.device | str = "cpu",
                keep_models: bool = False, max_runs: int = 256) -> tuple[list[Outcome], list]:
     """Train ``runs``, grouped by shape (d, H, d_h, m), at most ``max_runs`` per batched computation.
