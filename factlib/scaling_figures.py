@@ -23,12 +23,17 @@ SEARCH = {"facts_per_param": 0.15, "points": 3, "growth": 1.25, "rtol": 0.05}
 
 
 def _scaling_jobs(config: dict) -> list[dict]:
-    """One job per d: all (alpha, beta) and seeds of that d, searched together round by round."""
+    """One job per (d, alpha, beta): its seeds searched together round by round. (Different splits are
+    different shapes, trained one after the other anyway: a job per split costs nothing and resumes finer.)
+    With ``models`` in the config (a list of {"init", "eos_residual"}), one job per model as well."""
     jobs = []
-    for d in config["d"]:
-        pairs = [[a, b] for a, b in config["alpha_beta"] if head_sizes(d, a, b, config["H"]) is not None]
-        if pairs:
-            jobs.append({k: v for k, v in config.items() if k not in ("d", "note")} | {"d": d, "alpha_beta": pairs})
+    models = config.get("models", [{}])
+    for model in models:
+        for d in config["d"]:
+            for a, b in config["alpha_beta"]:
+                if head_sizes(d, a, b, config["H"]) is not None:
+                    job = {k: v for k, v in config.items() if k not in ("d", "note", "models")}
+                    jobs.append(job | {"d": d, "alpha_beta": [[a, b]], "protocol": {**config["protocol"], **model}})
     return jobs
 
 
@@ -40,8 +45,10 @@ def _scaling_job(job: dict, device: torch.device) -> list[dict]:
         for seed in job["seeds"]:
             specs.append(SearchSpec(job["d"], job["H"], d_h, m, seed, job["variant"], job["D"]))
             labels.append({"alpha": alpha, "beta": beta})
-    rows = capacity_sweep(specs, job["lrs"], Protocol(**job["protocol"]), device=device, **job["search"])
-    return [label | row for label, row in zip(labels, rows)]
+    protocol = Protocol(**job["protocol"])
+    rows = capacity_sweep(specs, job["lrs"], protocol, device=device, **job["search"])
+    model = {"init": protocol.init, "eos_residual": protocol.eos_residual}
+    return [label | row | model for label, row in zip(labels, rows)]
 
 
 def _tradeoff_jobs(config: dict) -> list[dict]:
@@ -90,6 +97,14 @@ def _scaling_figure(name: str, variant: str, what: str, quick_alpha_beta=QUICK_A
     )
 
 
+#: the model ablation (issue 14): the authors' initialisation without the EOS residual (the default), with it, and
+#: this book's first initialisation with it (its first model), quick protocol, two splits, d in {8, 11, 16}
+ABLATION_MODELS = [{"init": "release", "eos_residual": False}, {"init": "release", "eos_residual": True},
+                   {"init": "ours", "eos_residual": True}]
+ABLATION = {**QUICK_SCALING, "alpha_beta": [[1, 1], [4, 0.25]], "models": ABLATION_MODELS, "variant": "S=R", "D": 8,
+            "note": "quick protocol; models: release init without / with the EOS residual, ours with it; "
+                    "(alpha, beta) in {(1, 1), (4, 0.25)}, d in {8, 11, 16}, 1 seed"}
+
 FIG4_RIGHT_TASK = {"S": 32, "R": 32, "D": 8, "n_noise": 64}
 #: the heatmap shows the accuracy a run ends with, so its runs stop only at 99 % or at the step budget
 QUICK_TRADEOFF = {**QUICK_PROTOCOL, "patience": 2**12, "foresight": 0.0}
@@ -103,6 +118,15 @@ SCALING_FIGURES: dict[str, Figure] = {
                             QUICK_ALPHA_BETA_VARIANTS),
     "fig9": _scaling_figure("fig9", "S=R^2,D=S", "Figure 9 (our reading), S = R^2, D = S (distinct answers)",
                             QUICK_ALPHA_BETA_VARIANTS),
+    "fig4-ablation": Figure(
+        name="fig4-ablation",
+        description="Figure 4 (left) in small for three models: initialisation and EOS residual (issue 14)",
+        configs={"quick": ABLATION, "full": {**ABLATION, "protocol": PAPER_PROTOCOL, "lrs": PAPER_LRS,
+                                             "search": SEARCH, "seeds": [0, 1, 2],
+                                             "note": "the paper's protocol, three models, two splits"}},
+        jobs=_scaling_jobs,
+        run_job=_scaling_job,
+    ),
     "fig4-right": Figure(
         name="fig4-right",
         description="Figure 4 (right): accuracy over heads H and MLP width m at S = R = 32, D = 8, d = 32, d_h = 8",

@@ -77,7 +77,8 @@ def capacity_sweep(specs: list[SearchSpec], lrs=(1e-3, 3e-3, 1e-2), protocol: Pr
     params; every round trains all active searches' candidates x learning rates with ``train_runs`` (grouped
     by shape) and records, for each candidate, whether some learning rate reached the threshold.
     Returns one row per spec: its sizes, the capacity (S, R, D, facts, bits), the learning rate and steps of
-    the successful run at the capacity, and the number of rounds.
+    the successful run at the capacity, the fraction of its facts answered right on every prompt of a check of
+    all (s, r) pairs (``facts_exact``; None if the protocol does not check), and the number of rounds.
     """
     lrs = [check_float("lr", lr, 0.0, 10.0, low_open=True) for lr in lrs]
     if not lrs:
@@ -98,7 +99,8 @@ def capacity_sweep(specs: list[SearchSpec], lrs=(1e-3, 3e-3, 1e-2), protocol: Pr
         outcomes, _ = train_runs(runs, protocol, device, max_runs=max_runs)
         rounds: dict[int, dict[int, bool]] = defaultdict(dict)
         for j, (si, n) in enumerate(jobs):
-            wins = [(o.steps, lr) for o, lr in zip(outcomes[j * len(lrs):(j + 1) * len(lrs)], lrs) if o.reached]
+            wins = [(o.steps, lr, o.facts_exact) for o, lr in zip(outcomes[j * len(lrs):(j + 1) * len(lrs)], lrs)
+                    if o.reached]
             if wins:
                 winners[si][n] = min(wins)  # the fastest learning rate that reached the threshold
             rounds[si][n] = bool(wins)
@@ -111,24 +113,32 @@ def capacity_sweep(specs: list[SearchSpec], lrs=(1e-3, 3e-3, 1e-2), protocol: Pr
                "params": spec.params, "n": n, "rounds": search.rounds, "tried": len(search.tried)}
         if n >= 1:
             task = variant_task(spec.variant, n, spec.D)
-            steps, lr = wins[n]
+            steps, lr, exact = wins[n]
             row.update(S=task.S, R=task.R, D=task.D, facts=task.num_facts, bits=information_bits(task), lr=lr,
-                       steps=steps)
+                       steps=steps, facts_exact=exact)
         else:
-            row.update(S=0, R=0, D=spec.D, facts=0, bits=0.0, lr=None, steps=None)
+            row.update(S=0, R=0, D=spec.D, facts=0, bits=0.0, lr=None, steps=None, facts_exact=None)
         rows.append(row)
     return rows
 
 
-def fit_scaling(params, facts, groups=None) -> dict[str, float]:
-    """Least-squares line log facts = slope log params + b (eq. "facts vs params", chapter 5), and the median
-    facts per parameter. With ``groups`` (one label per point, e.g. the (alpha, beta) split), each group gets its
-    own intercept and the slope is the common one: how facts grow with params at a fixed split."""
+RESPONSES = ("facts", "facts_log")
+
+
+def fit_scaling(params, facts, groups=None, response: str = "facts") -> dict[str, float]:
+    """Least-squares line log y = slope log params + b (eq. "facts vs params", chapter 5), and the median
+    facts per parameter. ``response``: y = S R ("facts"), or y = S R ln(S R) ("facts_log"), the growth the
+    constructions of chapter 4 and the memories of chapters 1-2 have. With ``groups`` (one label per point, e.g.
+    the (alpha, beta) split), each group gets its own intercept and the slope is the common one: how facts grow
+    with params at a fixed split."""
+    check_choice("response", response, RESPONSES)
     params, facts = np.asarray(params, dtype=float), np.asarray(facts, dtype=float)
-    ok = facts > 0
+    ok = facts > (1 if response == "facts_log" else 0)  # ln(1) = 0: one fact has no log-scaled size
     if ok.sum() < 2 or params.shape != facts.shape:
         raise ValueError("fit_scaling needs params and facts of equal length with at least two facts > 0")
     x, y = np.log(params[ok]), np.log(facts[ok])
+    if response == "facts_log":
+        y = y + np.log(np.log(facts[ok]))
     if groups is None:
         slope, intercept = np.polyfit(x, y, 1)
     else:
@@ -141,3 +151,33 @@ def fit_scaling(params, facts, groups=None) -> dict[str, float]:
         slope, intercept = coef[0], float(np.mean(coef[1:]))
     return {"slope": float(slope), "intercept": float(intercept),
             "facts_per_param": float(np.median(facts[ok] / params[ok]))}
+
+
+def bootstrap_fit(params, facts, units, groups=None, response: str = "facts", n_boot: int = 2000,
+                  level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """``fit_scaling``'s slope with a percentile bootstrap interval: the points are resampled by ``units`` (one
+    label per point, e.g. (alpha, beta, seed): a model family followed over its sizes), whole units at a time,
+    ``n_boot`` times; resamples whose fit is undefined (fewer than two distinct params) are skipped.
+    Returns {"slope", "low", "high", "units", "points", "resamples"}."""
+    check_int("n_boot", n_boot, 10)
+    check_float("level", level, 0.0, 0.999, low_open=True)
+    params, facts = np.asarray(params, dtype=float), np.asarray(facts, dtype=float)
+    labels = [str(u) for u in units]
+    names = sorted(set(labels))
+    members = [np.flatnonzero([lab == name for lab in labels]) for name in names]
+    group_labels = None if groups is None else np.asarray([str(g) for g in groups], dtype=object)
+    slope = fit_scaling(params, facts, None if groups is None else list(group_labels), response)["slope"]
+    rng = np.random.default_rng(seed)
+    slopes = []
+    for _ in range(n_boot):
+        pick = np.concatenate([members[i] for i in rng.integers(len(names), size=len(names))])
+        try:
+            slopes.append(fit_scaling(params[pick], facts[pick],
+                                      None if groups is None else list(group_labels[pick]), response)["slope"])
+        except ValueError:
+            continue
+    if not slopes:
+        raise ValueError("bootstrap_fit: no resample had a defined fit; need at least two units of different params")
+    low, high = np.quantile(slopes, [(1 - level) / 2, (1 + level) / 2])
+    return {"slope": slope, "low": float(low), "high": float(high), "units": len(names), "points": len(params),
+            "resamples": len(slopes)}

@@ -26,7 +26,7 @@ import torch
 from ._validate import check_choice, check_float, check_int
 from .config import generator
 from .models import ModelConfig, OneLayerTransformer, parameter_count
-from .task import TaskConfig, fact_table
+from .task import TaskConfig, evaluate_population, fact_table
 from .train import adam_update_
 
 # ---- counter-based random integers ------------------------------------------------------------------------------
@@ -120,6 +120,7 @@ class Protocol:
     init_scale: float = 1.0     # multiplies the initial weights (see ``init_weights``)
     init: str = "release"       # "release": the authors' initialisation; "ours": this book's first one
     eos_residual: bool = False  # add the EOS embedding to the attention output (the authors' model does not)
+    population_repeats: int = 8  # on success, every (s, r) pair is checked on this many prompts (0: not checked)
 
     def __post_init__(self):
         check_int("steps", self.steps, 1, 2**24)
@@ -132,6 +133,7 @@ class Protocol:
         check_float("foresight", self.foresight, 0.0)
         check_float("init_scale", self.init_scale, 0.0)
         check_choice("init", self.init, INITS)
+        check_int("population_repeats", self.population_repeats, 0, 1024)
         if not isinstance(self.eos_residual, bool):
             raise ValueError(f"eos_residual must be True or False, got {self.eos_residual!r}")
 
@@ -145,6 +147,8 @@ class Outcome:
     accuracy: float    # last evaluated accuracy
     best_accuracy: float
     curve: tuple = ()  # (step, evaluated accuracy, evaluated loss) at every evaluation
+    facts_exact: float | None = None  # on success: fraction of the (s, r) pairs answered right on every prompt
+    population_accuracy: float | None = None  # on success: accuracy over every pair (``task.evaluate_population``)
 
 
 WEIGHTS = ("W_Q", "W_K", "W_V", "W_O", "W1", "b1", "W2")
@@ -434,6 +438,18 @@ def unflatten(flat: torch.Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[st
     return out
 
 
+def step_flops(d: int, H: int, d_h: int, m: int, V: int, A: int, batch_size: int) -> int:
+    """Floating-point operations of the matrix products of one training step of one run (forward and the
+    hand-written backward of ``RunGroup.loss_and_grad``), counted from the shapes: 2 per multiply-add."""
+    B, Hd = batch_size, H * d_h
+    tables = V * d * H + V * d * Hd  # scores and values of the vocabulary
+    pooled = B * V * H * (d_h + 1)  # counts @ table
+    per_sample = Hd * d + 2 * d * m + d * A  # W_O, the MLP, the unembedding
+    forward = tables + pooled + B * per_sample
+    backward = (B * A * d + 4 * B * d * m + 2 * B * Hd * d + pooled + V * H * d + V * d * Hd)
+    return 2 * (forward + backward)
+
+
 def evaluate_group(group: RunGroup, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Accuracy and loss of every active run on ``size`` fresh samples (stream 1), each (n,)."""
     accs, losses = [], []
@@ -491,10 +507,16 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
         if bool(done.any()):
             for pos in done.nonzero()[:, 0].tolist():  # one host round-trip per evaluation, not per step
                 i = int(idx[pos])
-                outcomes[i] = Outcome(reached=bool(acc[pos] >= protocol.threshold), steps=step,
-                                      accuracy=float(acc[pos]), best_accuracy=float(best_acc[i]))
-                if keep_models:
+                reached = bool(acc[pos] >= protocol.threshold)
+                outcomes[i] = Outcome(reached=reached, steps=step, accuracy=float(acc[pos]),
+                                      best_accuracy=float(best_acc[i]))
+                if keep_models or (reached and protocol.population_repeats):
                     models[i] = group.model(i)
+                if reached and protocol.population_repeats:
+                    outcomes[i] = replace(outcomes[i], **population_check(group.runs[i], models[i],
+                                                                           protocol.population_repeats))
+                if not keep_models:
+                    models[i] = None
             keep = ~done
             moments = (moments[0][keep], moments[1][keep])
             group.keep(keep)
@@ -506,6 +528,14 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
         for i, a, lo in zip(idx.tolist(), acc.tolist(), loss_r.tolist()):
             curves[i].append((step, a, lo))
     return [replace(o, curve=tuple(curves[i])) for i, o in enumerate(outcomes)], models
+
+
+def population_check(run: Run, model: OneLayerTransformer, repeats: int) -> dict[str, float]:
+    """Every (s, r) pair of the run's table on ``repeats`` prompts each (chapter 3's ``evaluate_population``,
+    fresh positions and noise): the fraction of facts answered right on every prompt, and the accuracy."""
+    result = evaluate_population(model, run.task, run_table(run), repeats=repeats, seed=2**30 + run.seed)
+    exact = (result.pair_accuracy == 1).double().mean()
+    return {"facts_exact": round(float(exact), 6), "population_accuracy": round(result.accuracy, 6)}
 
 
 def replay_stopping(curve, protocol: Protocol) -> tuple[bool, int]:

@@ -10,7 +10,7 @@ from factlib.models import OneLayerTransformer
 from factlib.scaling import (SCALING_FIGURES, Protocol, Run, RunGroup, SearchSpec, capacity_sweep, fit_scaling,
                              head_sizes, init_weights, mix64, train_runs, uniform_ints, variant_task)
 from factlib.train import ADAM_BETAS, ADAM_EPS, adam_update_
-from factlib.trainer import unflatten
+from factlib.trainer import replay_stopping, unflatten
 from factlib.task import TaskConfig, fact_table, prompt_probability, sample_batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -234,3 +234,56 @@ def test_chunking_does_not_change_a_run(monkeypatch):
     for a, b in zip(whole, one_by_one):
         assert (a.reached, a.steps) == (b.reached, b.steps)
         assert abs(a.accuracy - b.accuracy) <= 2 / protocol.eval_size
+
+
+def test_transformer_bench_reports_the_issue_keys(monkeypatch):
+    from factlib import bench
+
+    monkeypatch.setattr(bench, "TRANSFORMER", {**bench.TRANSFORMER, "runs": (1, 2), "threads": (1,), "batch_size": 64})
+    entries = bench.transformer_bench(torch.device("cpu"), min_time=0.05)
+    assert [(e["runs"], e["threads"]) for e in entries] == [(1, 1), (2, 1)]
+    for e in entries:
+        assert {"runs", "threads", "d", "run_steps_per_s", "gflops", "ratio_to_same_shape_matmul"} <= set(e)
+        assert e["run_steps_per_s"] > 0 and 0 < e["ratio_to_same_shape_matmul"] < 10
+
+
+def test_replayed_stopping_rules_are_the_trainers():
+    protocol = Protocol(steps=768, batch_size=128, eval_every=64, eval_size=256, patience=192, foresight=2.0)
+    runs = [Run(variant_task("S=R", n), 8, 2, 2, 8, lr, seed=0) for n in (3, 6) for lr in (3e-3, 1e-2)]
+    for outcome in train_runs(runs, protocol)[0]:
+        assert replay_stopping(outcome.curve, protocol) == (outcome.reached, outcome.steps)
+
+
+def test_a_successful_run_is_checked_on_every_pair():
+    run = Run(variant_task("S=R", 2), d=8, H=2, d_h=2, m=8, lr=1e-2, seed=0)
+    (outcome,), (model,) = train_runs([run], replace(TINY, population_repeats=4), keep_models=True)
+    assert outcome.reached and outcome.facts_exact is not None and 0 <= outcome.facts_exact <= 1
+    from factlib.task import evaluate_population
+    from factlib.trainer import run_table
+    want = evaluate_population(model, run.task, run_table(run), repeats=4, seed=2**30)
+    assert outcome.facts_exact == pytest.approx(float((want.pair_accuracy == 1).double().mean()))
+    (off,), _ = train_runs([run], replace(TINY, population_repeats=0))
+    assert off.facts_exact is None and off.steps == outcome.steps
+
+
+def test_bootstrap_fit_brackets_the_slope_and_fits_the_log_response():
+    from factlib.searches import bootstrap_fit
+
+    params = [100, 300, 1000, 3000, 120, 360, 1200, 3600]
+    facts = [int(0.1 * p * (1 + 0.1 * (i % 3))) for i, p in enumerate(params)]
+    units = ["a"] * 4 + ["b"] * 4
+    fit = bootstrap_fit(params, facts, units, n_boot=200)
+    assert fit["low"] <= fit["slope"] <= fit["high"] and fit["units"] == 2 and fit["points"] == 8
+    # y = S R ln(S R) grows faster than S R: its slope against the same params is larger
+    assert fit_scaling(params, facts, response="facts_log")["slope"] > fit_scaling(params, facts)["slope"]
+    with pytest.raises(ValueError, match="response"):
+        fit_scaling(params, facts, response="bits")
+
+
+def test_scaling_jobs_are_one_per_size_and_split():
+    config = {**SCALING_FIGURES["fig4-ablation"].configs["quick"]}
+    jobs = SCALING_FIGURES["fig4-ablation"].jobs(config)
+    assert len(jobs) == len(config["models"]) * len(config["d"]) * len(config["alpha_beta"])
+    assert all(len(job["alpha_beta"]) == 1 for job in jobs)
+    assert {(j["protocol"]["init"], j["protocol"]["eos_residual"]) for j in jobs} == {
+        (m["init"], m["eos_residual"]) for m in config["models"]}

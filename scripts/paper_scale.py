@@ -1,0 +1,91 @@
+"""Figure 4 (left) at the paper's protocol, resumable, committing its job store as it grows (issue 14, item 5).
+
+Runs ``python -m factlib reproduce <figure> --profile full`` one model dimension d at a time (each d is one job per
+(alpha, beta) split, 3 seeds x 3 learning rates x a capacity search), so that the job store
+``book/data/<figure>-full.json.jobs.jsonl`` grows job by job; after every d it rewrites ``<figure>-full.json``
+from everything stored so far and (with ``--commit``) commits both files, and (with ``--copy-to``) copies them
+there (e.g. ``$OUT`` on a lent GPU machine, whose git commits do not come back). It stops starting new work after
+``--minutes``; a killed run loses only the job in flight, and the next run resumes from the store.
+
+On a GPU (the default device is cuda when present):
+
+    PYTHONPATH=. python scripts/paper_scale.py --minutes 12 --copy-to "$OUT"
+
+On a CPU, a labelled subset in chunks (the paper's protocol, fewer splits and seeds, written to its own file):
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python scripts/paper_scale.py --cpu-subset --d 8,11,16 --minutes 30 --commit
+
+Figures after fig4-left (``--figures fig4-left,fig4-right,fig7,fig8,fig9``) run in order if time is left.
+The store is keyed by factlib's code: results computed by other code are recomputed, not mixed in.
+"""
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from factlib.figures import FIGURES, reproduce, reproduce_reduced
+
+DATA = Path("book/data")
+#: the CPU subset: the paper's protocol (batch 1024, <= 2^14 steps, three learning rates, 5 % resolution) on the
+#: diagonal splits only, one seed
+CPU_SUBSET = {"alpha_beta": [[1, 1], [2, 2], [0.5, 0.5]], "seeds": [0]}
+CPU_NOTE = ("CPU subset of the paper's protocol (batch 1024, <= 2^14 steps, lr in {1e-3, 3e-3, 1e-2}, 5 % "
+            "search resolution): (alpha, beta) in {(1, 1), (2, 2), (0.5, 0.5)} instead of 25 pairs, one seed "
+            "instead of 3, d as listed")
+
+
+def _commit(paths: list[Path], message: str) -> None:
+    subprocess.run(["git", "add", *map(str, paths)], check=True)
+    if subprocess.run(["git", "diff", "--cached", "--quiet"]).returncode:  # something staged
+        subprocess.run(["git", "commit", "-q", "-m", message], check=True)
+
+
+def run_figure(figure: str, dims: list[int], deadline: float, cpu_subset: bool, commit: bool,
+               copy_to: Path | None) -> list[int]:
+    """Every d of ``dims`` for ``figure`` until ``deadline``; returns the d's done (stored)."""
+    name = f"{figure}-full-cpu" if cpu_subset else f"{figure}-full"
+    out = DATA / f"{name}.json"
+    done = []
+    for d in dims:
+        if time.time() > deadline:
+            print(f"{figure}: deadline reached before d = {d}", flush=True)
+            break
+        start = time.time()
+        for ds in ([d], done + [d]):  # compute d (store grows), then rewrite the JSON from all stored d's
+            if cpu_subset:
+                reproduce_reduced(figure, str(out), CPU_NOTE, d=ds, **CPU_SUBSET)
+            else:
+                reproduce(figure, "full", out=str(out), progress=False, d=ds)
+        done.append(d)
+        print(f"{figure}: d = {d} done in {time.time() - start:.0f} s", flush=True)
+        files = [out, Path(f"{out}.jobs.jsonl")]
+        if commit:
+            _commit(files, f"{name}: d = {', '.join(map(str, done))} stored (scripts/paper_scale.py)")
+        if copy_to is not None:
+            copy_to.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                shutil.copy(f, copy_to / f.name)
+    return done
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--figures", default="fig4-left", help="comma-separated, run in order")
+    parser.add_argument("--d", help="comma-separated d values (default: the full profile's)")
+    parser.add_argument("--minutes", type=float, default=12.0, help="start no new d after this long")
+    parser.add_argument("--cpu-subset", action="store_true", help="the labelled CPU subset (see CPU_SUBSET)")
+    parser.add_argument("--commit", action="store_true", help="git commit the store after every d")
+    parser.add_argument("--copy-to", type=Path, help="copy the store and JSON here after every d")
+    args = parser.parse_args(argv)
+    deadline = time.time() + 60 * args.minutes
+    for figure in args.figures.split(","):
+        config = FIGURES[figure].configs["full"]
+        dims = [int(v) for v in args.d.split(",")] if args.d else list(config["d"])
+        run_figure(figure, dims, deadline, args.cpu_subset, args.commit, args.copy_to)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
