@@ -37,7 +37,7 @@ CPU_NOTE = ("CPU subset of the paper's protocol (batch 1024, <= 2^14 steps, lr i
 
 
 def _commit(paths: list[Path], message: str) -> None:
-    subprocess.run(["git", "add", *map(str, paths)], check=True)
+    subprocess.run(["git", "add", "--force", *map(str, paths)], check=True)  # job stores are ignored elsewhere
     if subprocess.run(["git", "diff", "--cached", "--quiet"]).returncode:  # something staged
         subprocess.run(["git", "commit", "-q", "-m", message], check=True)
 
