@@ -23,17 +23,19 @@ SEARCH = {"facts_per_param": 0.15, "points": 3, "growth": 1.25, "rtol": 0.05}
 
 
 def _scaling_jobs(config: dict) -> list[dict]:
-    """One job per (d, alpha, beta): its seeds searched together round by round. (Different splits are
-    different shapes, trained one after the other anyway: a job per split costs nothing and resumes finer.)
-    With ``models`` in the config (a list of {"init", "eos_residual"}), one job per model as well."""
+    """One job per (d, alpha, beta) (``job_per`` "split": its seeds searched together round by round; different
+    splits are different shapes, trained one after the other on a CPU anyway, so this costs nothing and resumes
+    finer), or one per d (``job_per`` "d": all splits and seeds of a d searched together, which a GPU trains as
+    one padded group, ``trainer.RunGroup(mixed_shapes=True)``). With ``models`` in the config (a list of
+    {"init", "eos_residual"}), one job per model as well."""
     jobs = []
-    models = config.get("models", [{}])
-    for model in models:
+    for model in config.get("models", [{}]):
         for d in config["d"]:
-            for a, b in config["alpha_beta"]:
-                if head_sizes(d, a, b, config["H"]) is not None:
-                    job = {k: v for k, v in config.items() if k not in ("d", "note", "models")}
-                    jobs.append(job | {"d": d, "alpha_beta": [[a, b]], "protocol": {**config["protocol"], **model}})
+            pairs = [[a, b] for a, b in config["alpha_beta"] if head_sizes(d, a, b, config["H"]) is not None]
+            for part in ([pairs] if config.get("job_per", "split") == "d" else [[p] for p in pairs]):
+                if part:
+                    job = {k: v for k, v in config.items() if k not in ("d", "note", "models", "job_per")}
+                    jobs.append(job | {"d": d, "alpha_beta": part, "protocol": {**config["protocol"], **model}})
     return jobs
 
 
@@ -81,7 +83,7 @@ QUICK_SCALING = {"H": 8, "d": [8, 11, 16], "alpha_beta": QUICK_ALPHA_BETA, "seed
                  "protocol": QUICK_PROTOCOL, "search": {**SEARCH, "rtol": 0.1},
                  "note": "quick: batch 256, <= 2^12 steps, lr in {3e-3, 1e-2}, d in {8, 11, 16}, 4 (alpha, beta), 1 seed"}
 FULL_SCALING = {"H": 8, "d": FIG4_DIMS, "alpha_beta": ALPHA_BETA_FULL, "seeds": [0, 1, 2], "lrs": PAPER_LRS,
-                "protocol": PAPER_PROTOCOL, "search": SEARCH, "note": "the paper's protocol"}
+                "protocol": PAPER_PROTOCOL, "search": SEARCH, "job_per": "d", "note": "the paper's protocol"}
 
 
 def _scaling_figure(name: str, variant: str, what: str, quick_alpha_beta=QUICK_ALPHA_BETA) -> Figure:

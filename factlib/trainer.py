@@ -203,19 +203,24 @@ class RunGroup:
 
     The weights of all runs live in one flat tensor ``flat`` (runs, P), so that Adam updates every weight of
     every run in a handful of operations; ``weights`` gives each weight as a view (runs, ...) into it.
+
+    With ``mixed_shapes``, runs of different shapes share the group (many more runs in flight on a GPU): every
+    size is padded to the group's largest d, H, d_h and m with zeros (embeddings, unembeddings and weights). The
+    padding is exact and stays so: a zero row or column gets an exactly zero gradient, and Adam leaves a weight
+    whose gradient has always been zero at zero.
     """
 
     def __init__(self, runs: list[Run], device: torch.device | str = "cpu", init_scale: float = 1.0,
-                 init: str = "release", eos_residual: bool = False):
+                 init: str = "release", eos_residual: bool = False, mixed_shapes: bool = False):
         if not runs:
             raise ValueError("runs must be a non-empty list of Run")
         shapes = {run.shape for run in runs}
-        if len(shapes) != 1:
-            raise ValueError(f"runs of a group must share (d, H, d_h, m); got {sorted(shapes)}")
+        if len(shapes) != 1 and not mixed_shapes:
+            raise ValueError(f"runs of a group must share (d, H, d_h, m) unless mixed_shapes; got {sorted(shapes)}")
         if len({run.task.T for run in runs}) != 1:
             raise ValueError("runs of a group must share the prompt length T")
         self.runs = list(runs)
-        self.d, self.H, self.d_h, self.m = runs[0].shape
+        self.d, self.H, self.d_h, self.m = (max(shape[k] for shape in shapes) for k in range(4))
         self.T = runs[0].task.T
         self.device = torch.device(device)
         self.eos_residual = bool(eos_residual)
@@ -230,10 +235,13 @@ class RunGroup:
         flat = []
         for i, run in enumerate(runs):
             model = OneLayerTransformer(run.model_config())  # the same draws as the per-model code
-            E[i, :run.task.vocab_size], U[i, :run.task.num_answers] = model.E, model.U
+            E[i, :run.task.vocab_size, :run.d], U[i, :run.task.num_answers, :run.d] = model.E, model.U
             table[i, :run.task.S, :run.task.R] = fact_table(run.task, 2**31 + run.seed)
             w = init_weights(run, init_scale, init)
-            flat.append(torch.cat([w[k].reshape(-1) for k in WEIGHTS]).float())
+            padded = {k: torch.zeros(shape, dtype=torch.float64) for k, shape in self.shapes.items()}
+            for k, v in w.items():
+                padded[k][tuple(slice(0, size) for size in v.shape)] = v  # the run's own block, zeros around it
+            flat.append(torch.cat([padded[k].reshape(-1) for k in WEIGHTS]).float())
         long = {"dtype": torch.long, "device": self.device}
         self.S = torch.tensor([t.S for t in tasks], **long)  # (n,)
         self.R = torch.tensor([t.R for t in tasks], **long)  # (n,)
@@ -241,6 +249,7 @@ class RunGroup:
         self.eos = torch.tensor([t.eos for t in tasks], **long)  # (n,)
         self.keys = torch.tensor([run_key(run.seed, run.task) for run in runs], **long)  # (n,)
         self.lr = torch.tensor([run.lr for run in runs], device=self.device)  # (n,)
+        self.score_scale = torch.tensor([run.d_h ** -0.5 for run in runs], device=self.device)  # (n,) 1/sqrt(d_h)
         self.E, self.U, self.table = E.to(self.device), U.to(self.device), table.to(self.device)
         mask = torch.arange(A)[None, :] < torch.tensor([t.num_answers for t in tasks])[:, None]  # (n, A)
         self.answer_bias = torch.zeros(n, A).masked_fill(~mask, float("-inf")).to(self.device)  # (n, A)
@@ -258,7 +267,8 @@ class RunGroup:
 
     def keep(self, mask: torch.Tensor) -> None:
         """Drop the runs where ``mask`` (active,) is False from every batched tensor."""
-        for name in ("S", "R", "n_noise", "eos", "keys", "lr", "E", "U", "table", "answer_bias", "index", "flat"):
+        for name in ("S", "R", "n_noise", "eos", "keys", "lr", "score_scale", "E", "U", "table", "answer_bias",
+                     "index", "flat"):
             setattr(self, name, getattr(self, name)[mask])
 
     def chunks(self, batch_size: int) -> list[slice]:
@@ -356,7 +366,8 @@ class RunGroup:
         H, d_h, d = self.H, self.d_h, self.d
         x_eos = E[torch.arange(n, device=self.device), eos]  # (n, d)
         q = torch.einsum("rd,rhde->rhe", x_eos, W["W_Q"])  # (n, H, d_h)
-        kq = torch.einsum("rhde,rhe->rhd", W["W_K"], q) / d_h ** 0.5  # (n, H, d): score(z) = kq . e_z
+        scale = self.score_scale[rows][:, None, None]  # (n, 1, 1): 1/sqrt(d_h) of each run
+        kq = torch.einsum("rhde,rhe->rhd", W["W_K"], q) * scale  # (n, H, d): score(z) = kq . e_z
         scores = torch.bmm(E, kq.transpose(1, 2))  # (n, V, H)
         shift = scores.detach().amax(dim=1, keepdim=True)  # (n, 1, H)
         w = torch.exp((scores - shift).clamp(min=-80.0))  # (n, V, H) in (0, 1]
@@ -374,7 +385,7 @@ class RunGroup:
             z = torch.relu(a)  # (n, B, m)
             h = torch.baddbmm(h0, z, W["W2"].transpose(1, 2))  # (n, B, d)
         logits = torch.baddbmm(self.answer_bias[rows][:, None, :], h, U.transpose(1, 2))  # (n, B, A)
-        return logits, (E, U, x_eos, q, kq, w, v, den, heads, h0, a, z)
+        return logits, (E, U, x_eos, q, scale, w, v, den, heads, h0, a, z)
 
     def loss_and_grad(self, c: torch.Tensor, answers: torch.Tensor, rows: slice = slice(None)
                       ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,7 +393,7 @@ class RunGroup:
         its gradient in the flat layout (n, P), by hand (the backward pass of ``_forward``, no autograd graph)."""
         W = {k: v[rows] for k, v in self.weights.items()}
         with torch.no_grad():
-            logits, (E, U, x_eos, q, kq, w, v, den, heads, h0, a, z) = self._forward(c, W, rows)
+            logits, (E, U, x_eos, q, scale, w, v, den, heads, h0, a, z) = self._forward(c, W, rows)
             n, B, V = c.shape
             H, d_h, d = self.H, self.d_h, self.d
             picked = logits.gather(2, answers[..., None])  # (n, B, 1)
@@ -413,7 +424,7 @@ class RunGroup:
             dw = (dtable[..., :d_h] * v).sum(dim=3) + dtable[..., d_h]  # (n, V, H)
             dv = dtable[..., :d_h] * w[..., None]  # (n, V, H, d_h)
             dscores = dw * w  # (n, V, H): exp's derivative (zero where clipped, as for the clip)
-            dkq = torch.bmm(dscores.transpose(1, 2), E) / d_h ** 0.5  # (n, H, d)
+            dkq = torch.bmm(dscores.transpose(1, 2), E) * scale  # (n, H, d)
             grads["W_V"] = torch.bmm(E.transpose(1, 2), dv.reshape(n, V, H * d_h)).view(n, d, H, d_h).transpose(1, 2)
             grads["W_K"] = torch.einsum("rhd,rhe->rhde", dkq, q)  # (n, H, d, d_h)
             dq = torch.einsum("rhde,rhd->rhe", W["W_K"], dkq)  # (n, H, d_h)
@@ -427,7 +438,8 @@ class RunGroup:
         model = OneLayerTransformer(replace(self.runs[i].model_config(), eos_residual=self.eos_residual))
         with torch.no_grad():
             for k, v in self.weights.items():
-                getattr(model, k).copy_(v[pos].cpu())
+                own = getattr(model, k)
+                own.copy_(v[pos][tuple(slice(0, size) for size in own.shape)].cpu())  # the run's block
         return model
 
 
@@ -560,9 +572,12 @@ def replay_stopping(curve, protocol: Protocol) -> tuple[bool, int]:
 
 
 def train_runs(runs: list[Run], protocol: Protocol = Protocol(), device: torch.device | str = "cpu",
-               keep_models: bool = False, max_runs: int = 256) -> tuple[list[Outcome], list]:
+               keep_models: bool = False, max_runs: int = 256, mixed_shapes: bool | None = None
+               ) -> tuple[list[Outcome], list]:
     """Train ``runs``, grouped by shape (d, H, d_h, m), at most ``max_runs`` per batched computation.
 
+    ``mixed_shapes`` (default: on any device but the CPU): runs of different shapes share groups, padded
+    (``RunGroup``), so that a GPU keeps all of them in flight; on a CPU padding costs more than it saves.
     Returns (outcomes, models) in the order of ``runs`` (models are None unless ``keep_models``).
     """
     runs = list(runs)
@@ -570,16 +585,19 @@ def train_runs(runs: list[Run], protocol: Protocol = Protocol(), device: torch.d
         if not isinstance(run, Run):
             raise ValueError(f"runs must be Run instances, got {type(run).__name__}")
     max_runs = check_int("max_runs", max_runs, 1)
+    if mixed_shapes is None:
+        mixed_shapes = torch.device(device).type != "cpu"
     by_shape: dict[tuple, list[int]] = defaultdict(list)
     for i, run in enumerate(runs):
-        by_shape[(run.shape, run.task.T)].append(i)
+        by_shape[(None if mixed_shapes else run.shape, run.task.T)].append(i)
     outcomes: list = [None] * len(runs)
     models: list = [None] * len(runs)
     for members in by_shape.values():
+        members = sorted(members, key=lambda i: runs[i].shape)  # similar shapes share a chunk: less padding
         for start in range(0, len(members), max_runs):
             chunk = members[start:start + max_runs]
             group = RunGroup([runs[i] for i in chunk], device, protocol.init_scale, protocol.init,
-                             protocol.eos_residual)
+                             protocol.eos_residual, mixed_shapes)
             out, mods = train_group(group, protocol, keep_models)
             for i, o, mo in zip(chunk, out, mods):
                 outcomes[i], models[i] = o, mo

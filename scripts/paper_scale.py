@@ -19,9 +19,11 @@ Figures after fig4-left (``--figures fig4-left,fig4-right,fig7,fig8,fig9``) run 
 The store is keyed by factlib's code: results computed by other code are recomputed, not mixed in.
 """
 import argparse
+import dataclasses
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,11 +44,38 @@ def _commit(paths: list[Path], message: str) -> None:
         subprocess.run(["git", "commit", "-q", "-m", message], check=True)
 
 
+def _copy(files: list[Path], copy_to: Path) -> None:
+    copy_to.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if f.exists():
+            shutil.copy(f, copy_to / f.name)
+
+
 def run_figure(figure: str, dims: list[int], deadline: float, cpu_subset: bool, commit: bool,
-               copy_to: Path | None) -> list[int]:
-    """Every d of ``dims`` for ``figure`` until ``deadline``; returns the d's done (stored)."""
+               copy_to: Path | None, workers: int) -> list[int]:
+    """Every d of ``dims`` for ``figure`` until ``deadline``; returns the d's done (stored). With ``copy_to``, the
+    store is also copied there every 30 s, so a run killed in the middle of a d still hands back its finished
+    jobs."""
     name = f"{figure}-full-cpu" if cpu_subset else f"{figure}-full"
     out = DATA / f"{name}.json"
+    files = [out, Path(f"{out}.jobs.jsonl")]
+    where = {"executor": "processes", "workers": workers} if workers > 1 else {}
+    stop = threading.Event()
+    if copy_to is not None:
+        def mirror():
+            while not stop.wait(30):
+                _copy(files, copy_to)
+
+        threading.Thread(target=mirror, daemon=True).start()
+    done = []
+    try:
+        done = _run_dims(figure, dims, deadline, cpu_subset, commit, copy_to, out, files, name, where)
+    finally:
+        stop.set()
+    return done
+
+
+def _run_dims(figure, dims, deadline, cpu_subset, commit, copy_to, out, files, name, where) -> list[int]:
     done = []
     for d in dims:
         if time.time() > deadline:
@@ -57,16 +86,13 @@ def run_figure(figure: str, dims: list[int], deadline: float, cpu_subset: bool, 
             if cpu_subset:
                 reproduce_reduced(figure, str(out), CPU_NOTE, d=ds, **CPU_SUBSET)
             else:
-                reproduce(figure, "full", out=str(out), progress=False, d=ds)
+                reproduce(figure, "full", out=str(out), progress=False, d=ds, **where)
         done.append(d)
         print(f"{figure}: d = {d} done in {time.time() - start:.0f} s", flush=True)
-        files = [out, Path(f"{out}.jobs.jsonl")]
         if commit:
             _commit(files, f"{name}: d = {', '.join(map(str, done))} stored (scripts/paper_scale.py)")
         if copy_to is not None:
-            copy_to.mkdir(parents=True, exist_ok=True)
-            for f in files:
-                shutil.copy(f, copy_to / f.name)
+            _copy(files, copy_to)
     return done
 
 
@@ -77,13 +103,27 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=12.0, help="start no new d after this long")
     parser.add_argument("--cpu-subset", action="store_true", help="the labelled CPU subset (see CPU_SUBSET)")
     parser.add_argument("--commit", action="store_true", help="git commit the store after every d")
-    parser.add_argument("--copy-to", type=Path, help="copy the store and JSON here after every d")
+    parser.add_argument("--copy-to", type=Path, help="copy the store and JSON here every 30 s and after every d")
+    parser.add_argument("--job-per", choices=["d", "split"], default=None,
+                        help="one job per d (all splits in flight together; the default with a GPU) or per (d, "
+                             "alpha, beta) (finer resumption; the default on a CPU)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="jobs run at once, each in its own process (default: 16 with a GPU, where each job "
+                             "keeps its runs in flight on the device and the processes overlap; else 1)")
     args = parser.parse_args(argv)
     deadline = time.time() + 60 * args.minutes
+    import torch
+
+    gpu = torch.cuda.is_available()
+    workers = args.workers or (16 if gpu else 1)
+    job_per = args.job_per or ("d" if gpu else "split")
     for figure in args.figures.split(","):
-        config = FIGURES[figure].configs["full"]
+        fig = FIGURES[figure]
+        config = fig.configs["full"]
+        if "job_per" in config:  # the granularity of the jobs, not their content: set in the registry
+            FIGURES[figure] = dataclasses.replace(fig, configs={**fig.configs, "full": {**config, "job_per": job_per}})
         dims = [int(v) for v in args.d.split(",")] if args.d else list(config["d"])
-        run_figure(figure, dims, deadline, args.cpu_subset, args.commit, args.copy_to)
+        run_figure(figure, dims, deadline, args.cpu_subset, args.commit, args.copy_to, workers)
     return 0
 
 

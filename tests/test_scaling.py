@@ -287,3 +287,22 @@ def test_scaling_jobs_are_one_per_size_and_split():
     assert all(len(job["alpha_beta"]) == 1 for job in jobs)
     assert {(j["protocol"]["init"], j["protocol"]["eos_residual"]) for j in jobs} == {
         (m["init"], m["eos_residual"]) for m in config["models"]}
+
+
+def test_runs_of_mixed_shapes_train_as_in_their_own_groups():
+    """Padding to the largest d, H, d_h, m is exact: a mixed group trains each run as its own-shape group does."""
+    runs = [Run(variant_task("S=R", 3), d=8, H=2, d_h=2, m=8, lr=1e-2, seed=0),
+            Run(variant_task("S=R", 4), d=12, H=3, d_h=4, m=0, lr=1e-2, seed=1),
+            Run(variant_task("S=R", 2), d=6, H=1, d_h=3, m=5, lr=3e-3, seed=2)]
+    protocol = replace(TINY, steps=128, eos_residual=True)
+    mixed, mixed_models = train_runs(runs, protocol, keep_models=True, mixed_shapes=True)
+    alone, alone_models = train_runs(runs, protocol, keep_models=True, mixed_shapes=False)
+    for a, b, ma, mb in zip(mixed, alone, mixed_models, alone_models):
+        assert (a.reached, a.steps) == (b.reached, b.steps)
+        assert abs(a.accuracy - b.accuracy) <= 2 / protocol.eval_size
+        for name in ("W_Q", "W_K", "W_V", "W_O", "W1", "W2"):
+            torch.testing.assert_close(getattr(ma, name), getattr(mb, name), rtol=1e-3, atol=1e-4)
+    group = RunGroup(runs, mixed_shapes=True)
+    assert (group.d, group.H, group.d_h, group.m) == (12, 3, 4, 8)
+    with pytest.raises(ValueError, match="mixed_shapes"):
+        RunGroup(runs)
