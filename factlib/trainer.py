@@ -119,7 +119,7 @@ class Protocol:
     min_delta: float = 0.01
     foresight: float = 0.0      # failure: in the second half of the budget, accuracy + foresight x (recent accuracy
                                 # gain per step) x (steps left) stays below the threshold (0, the default: off; at
-                                # 2 it stopped 8 of 60 eventual successes, scripts/validate_stopping.py)
+                                # 2 it stopped 7 of 58 eventual successes, book/data/fig4-stopping-quick.json)
     init_scale: float = 1.0     # multiplies the initial weights (see ``init_weights``)
     init: str = "release"       # "release": the authors' initialisation; "ours": this book's first one
     eos_residual: bool = False  # add the EOS embedding to the attention output (the authors' model does not)
@@ -627,6 +627,7 @@ def tradeoff_grid(task: TaskConfig, d: int, d_h: int, Hs, ms, lr: float = 1e-2, 
         blocks = {name: float((parts[name].argmax(1) == answers).float().mean())
                   for name in ("attention", "mlp") if name == "attention" or run.m}
         cells[(run.H, run.m)] = {"accuracy": outcome.accuracy, "reached": outcome.reached, "steps": outcome.steps,
-                                 "params": parameter_count(run.model_config())["total"], "curve": list(outcome.curve),
+                                 "params": parameter_count(run.model_config())["total"],
+                                 "curve": [(step, acc) for step, acc, _ in outcome.curve],
                                  "blocks": blocks}
     return cells
