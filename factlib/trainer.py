@@ -19,6 +19,7 @@ for its ``ModelConfig``), its own fact table, its own data stream and its own le
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -529,7 +530,7 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
                     models[i] = group.model(i)
                 if reached and protocol.population_repeats:
                     outcomes[i] = replace(outcomes[i], **population_check(group.runs[i], models[i],
-                                                                           protocol.population_repeats))
+                                                                           protocol.population_repeats, dev))
                 if not keep_models:
                     models[i] = None
             keep = ~done
@@ -545,10 +546,15 @@ def train_group(group: RunGroup, protocol: Protocol = Protocol(), keep_models: b
     return [replace(o, curve=tuple(curves[i])) for i, o in enumerate(outcomes)], models
 
 
-def population_check(run: Run, model: OneLayerTransformer, repeats: int) -> dict[str, float]:
+def population_check(run: Run, model: OneLayerTransformer, repeats: int,
+                     device: torch.device | str = "cpu") -> dict[str, float]:
     """Every (s, r) pair of the run's table on ``repeats`` prompts each (chapter 3's ``evaluate_population``,
-    fresh positions and noise): the fraction of facts answered right on every prompt, and the accuracy."""
-    result = evaluate_population(model, run.task, run_table(run), repeats=repeats, seed=2**30 + run.seed)
+    fresh positions and noise), on ``device``: the fraction of facts answered right on every prompt, and the
+    accuracy."""
+    if torch.device(device).type != "cpu":
+        model = copy.deepcopy(model).to(device)  # the caller keeps its CPU copy
+    result = evaluate_population(model, run.task, run_table(run), repeats=repeats, seed=2**30 + run.seed,
+                                 device=device)
     exact = (result.pair_accuracy == 1).double().mean()
     return {"facts_exact": round(float(exact), 6), "population_accuracy": round(result.accuracy, 6)}
 
