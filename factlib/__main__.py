@@ -73,19 +73,21 @@ def _reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def _add_bench(sub) -> None:
-    ben = sub.add_parser("bench", help="print the capacity engine's speed as JSON (GFLOP/s, figure wall times)")
+    ben = sub.add_parser("bench", help="print the trainers' speed as JSON (GFLOP/s, run-steps/s, figure wall times)")
     ben.add_argument("--device", default="auto", help=f"one of: {', '.join(DEVICES)} (default auto)")
     ben.add_argument("--figures", help="comma-separated capacity figures to time (default: fig1-left,fig1-right,fig6;"
                                        " empty: none)")
     ben.add_argument("--baseline", action="store_true",
                      help="also time the plain per-configuration loop on the same searches (slow)")
+    ben.add_argument("--no-transformer", action="store_true",
+                     help="skip the transformer trainer's section (1, 8 and 64 runs on 1 and 2 threads, about a minute)")
     ben.set_defaults(run=_bench)
 
 
 def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .bench import bench, parse_figures  # imported here: it is the only command that needs it
 
-    print(json.dumps(bench(args.device, parse_figures(args.figures), args.baseline), indent=1))
+    print(json.dumps(bench(args.device, parse_figures(args.figures), args.baseline, not args.no_transformer), indent=1))
     return 0
 
 

@@ -3,7 +3,9 @@
 Prints JSON with: this machine's fp32 matrix-product GFLOP/s (a large square product, and a batched product of
 the shape that dominates the trainer: (runs, N, d) x (runs, d, M) with small d); the trainer's achieved GFLOP/s
 on a fixed MLP-memory workload (FLOPs of its matrix products, counted from the shapes, over wall time); their
-ratios; and the wall time of every quick-profile capacity figure through ``reproduce``. With ``baseline``, also
+ratios; the batched transformer trainer's run-steps per second and GFLOP/s at Figure 4's shapes, for 1, 8 and
+64 runs on 1 and 2 threads, against a matrix product of its largest product's shape (``transformer``); and the wall
+time of every quick-profile capacity figure through ``reproduce``. With ``baseline``, also
 the same searches run directly by the engine and by the plain loop (one configuration and one learning rate at a
 time, ``train.plain_capacity``), with the number of trainings each needed.
 """
@@ -20,9 +22,16 @@ from .config import device as pick_device
 from .embeddings import memory_embeddings
 from .figures import FIGURES, _recipe, job_problems, reproduce
 from .memory import TrainConfig
-from .train import many_to_one_targets, memory_capacities, mlp_init, plain_capacity, train_memories
+from .task import TaskConfig
+from .train import adam_update_, many_to_one_targets, memory_capacities, mlp_init, plain_capacity, train_memories
+from .trainer import Run, RunGroup, step_flops
 
 CAPACITY_FIGURES = ("fig1-left", "fig1-right", "fig6")
+
+#: the transformer workload: Figure 4 (left)'s shapes at d = 16, alpha = beta = 1 (H = 8, d_h = 2, m = 16) on
+#: S = R = 16, D = 8, batch 1024, for 1, 8 and 64 runs in flight, on 1 and 2 threads
+TRANSFORMER = {"d": 16, "H": 8, "d_h": 2, "m": 16, "S": 16, "R": 16, "D": 8, "batch_size": 1024,
+               "runs": (1, 8, 64), "threads": (1, 2)}
 
 #: the trainer workload: R MLP memories (d, m) on N = M associations, a fixed number of steps, no early stop
 WORKLOAD = {"runs": 8, "N": 512, "d": 16, "m": 64, "steps": 200}
@@ -83,6 +92,60 @@ def trainer_gflops(dev: torch.device) -> dict[str, float]:
     return {"gflops": round(res.flops / elapsed / 1e9, 2), "ms_per_step": round(1e3 * elapsed / (w["steps"] + 1), 3)}
 
 
+def _transformer_flops() -> int:
+    w = TRANSFORMER
+    task = TaskConfig(S=w["S"], R=w["R"], D=w["D"])
+    return step_flops(w["d"], w["H"], w["d_h"], w["m"], task.vocab_size, task.num_answers, w["batch_size"])
+
+
+def transformer_bench(dev: torch.device, min_time: float = 2.0) -> list[dict]:
+    """The batched transformer trainer (``factlib.trainer``) on ``TRANSFORMER``: training steps (sample, forward,
+    backward, Adam; no evaluation) of every run, per second, and GFLOP/s of its matrix products against the
+    rate of the step's largest product alone (the unembedding, (runs, B, d) x (runs, d, R D)) at the same shape and
+    thread count."""
+    w = TRANSFORMER
+    task = TaskConfig(S=w["S"], R=w["R"], D=w["D"])
+    B = w["batch_size"]
+    flops = _transformer_flops()
+    threads_before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in w["threads"]:
+            torch.set_num_threads(threads)
+            for n in w["runs"]:
+                group = RunGroup([Run(task, w["d"], w["H"], w["d_h"], w["m"], 1e-2, seed) for seed in range(n)], dev)
+                moments = (torch.zeros_like(group.flat), torch.zeros_like(group.flat))
+                grad = torch.empty_like(group.flat)
+                chunks = group.chunks(B)
+
+                def step(t):
+                    for rows in chunks:
+                        s, r, noise, answers = group.sample_parts(t, B, rows=rows)
+                        grad[rows] = group.loss_and_grad(group.counts(s, r, noise, rows), answers, rows)[1]
+                    adam_update_(group.flat, grad, moments, group.lr[:, None], t)
+
+                step(1)
+                _sync(dev)
+                t, start = 1, time.perf_counter()
+                while time.perf_counter() - start < min_time or t < 4:
+                    t += 1
+                    step(t)
+                    _sync(dev)
+                rate = n * (t - 1) / (time.perf_counter() - start)
+                h = torch.randn(n, B, w["d"], device=dev)
+                U = torch.randn(n, task.num_answers, w["d"], device=dev)
+                logits = torch.empty(n, B, task.num_answers, device=dev)
+                matmul = _rate(lambda: torch.bmm(h, U.transpose(1, 2), out=logits),
+                               2.0 * n * B * w["d"] * task.num_answers, dev)
+                gflops = rate * flops / 1e9
+                out.append({"runs": n, "threads": threads, "d": w["d"], "run_steps_per_s": round(rate, 1),
+                            "gflops": round(gflops, 2), "same_shape_matmul_gflops": round(matmul, 2),
+                            "ratio_to_same_shape_matmul": round(gflops / matmul, 3)})
+    finally:
+        torch.set_num_threads(threads_before)
+    return out
+
+
 def _baseline(figure: str, config: dict) -> dict:
     """The same searches by the engine (trainings counted) and by the plain per-configuration loop (chapter 1's
     trainer, one N at a time by bisection from the same guess, one learning rate at a time): trainings and time."""
@@ -102,7 +165,8 @@ def _baseline(figure: str, config: dict) -> dict:
             "engine_direct": round(engine_s, 2), "engine_trainings": engine["runs"]}
 
 
-def bench(device: str = "auto", figures: tuple[str, ...] = CAPACITY_FIGURES, baseline: bool = False) -> dict:
+def bench(device: str = "auto", figures: tuple[str, ...] = CAPACITY_FIGURES, baseline: bool = False,
+          transformer: bool = True) -> dict:
     """Run the benchmark and return its figures (see the module docstring)."""
     for name in figures:
         check_choice("figures", name, CAPACITY_FIGURES)
@@ -119,6 +183,8 @@ def bench(device: str = "auto", figures: tuple[str, ...] = CAPACITY_FIGURES, bas
         "trainer": {"workload": WORKLOAD, **trainer},
         "ratio_to_square_matmul": round(trainer["gflops"] / square, 3),
         "ratio_to_same_shape_matmul": round(trainer["gflops"] / batched, 3),
+        "transformer_workload": {**TRANSFORMER, "flops_per_run_step": _transformer_flops()},
+        "transformer": transformer_bench(dev) if transformer else [],
         "figures_quick_s": {},
     }
     for name in figures:

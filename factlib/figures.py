@@ -20,10 +20,12 @@ import torch
 from . import __version__
 from ._validate import ArgumentTypeError, check_choice, check_int
 from .config import device as pick_device, resolve_profile
+from .bounds import BOUNDS_FIGURE
 from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
 from .sweeps import (Figure, ResultStore, SweepStats, check_executor, exclusive, run_sweep,
                      write_atomically)
+from .scaling_figures import SCALING_FIGURES
 from .train import linear_problem, memory_capacities, mlp_problem
 
 #: d values of Figure 1, powers of 2^(1/2) rounded as in the paper
@@ -312,14 +314,9 @@ def _run_figure(fig: Figure, profile: str, config: dict, jobs: list[dict], dev: 
         },
     }
 
-# Chapter 5's figures (Figs. 4, 7-9: trained one-layer transformers) live with their training code.
-from .scaling import SCALING_FIGURES  # noqa: E402
-
+# Chapter 5's figures (Figs. 4, 7-9: trained one-layer transformers) and chapter 7's measurement (quantised
+# memories and transformers, defined with the bounds it is compared to) join the registry.
 FIGURES.update(SCALING_FIGURES)
-
-# Chapter 7's measurement (quantised memories and transformers) lives with the bounds it is compared to.
-from .bounds import BOUNDS_FIGURE  # noqa: E402
-
 FIGURES[BOUNDS_FIGURE.name] = BOUNDS_FIGURE
 
 

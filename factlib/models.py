@@ -3,7 +3,8 @@
 Tokens z_1 .. z_T have frozen random embeddings e_z in R^d (rows of E); only the last position (EOS) queries.
 Each of the H heads scores every position j by (W_Q^T e_EOS) . (W_K^T e_{z_j}) / sqrt(d_h), takes the softmax
 over the T positions and averages the values W_V^T e_{z_j} in R^{d_h}; W_O maps the H concatenated head outputs
-back to R^d and adds them to the residual stream e_EOS. A residual MLP W2 relu(W1 h + b1) of width m follows
+back to R^d and adds them to the residual stream e_EOS (``eos_residual=False``: the stream starts at zero, as in
+the authors' trained model). A residual MLP W2 relu(W1 h + b1) of width m follows
 (m = 0: no MLP), and the logit of answer a is u_a . h with frozen random unembeddings u_a (rows of U).
 There are no positional embeddings: the output depends on the multiset of prompt tokens, not on their order.
 """
@@ -32,6 +33,8 @@ class ModelConfig:
     m: int = 0                 # MLP width (0: attention only)
     seed: int = 0              # seed of the frozen embeddings E and unembeddings U
     normalize: bool = True     # unit-norm embeddings (else i.i.d. N(0, 1/d) entries, norm close to 1)
+    eos_residual: bool = True  # the EOS embedding is added to the attention output (the authors' trained model
+                               # has no such copy: chapter 5 trains with False)
 
     def __post_init__(self):
         check_int("vocab_size", self.vocab_size, 2)
@@ -41,6 +44,8 @@ class ModelConfig:
         check_int("d_h", self.d_h, 1)
         check_int("m", self.m, 0)
         check_int("seed", self.seed, 0)
+        if not isinstance(self.eos_residual, bool):
+            raise ValueError(f"eos_residual must be True or False, got {self.eos_residual!r}")
 
     @classmethod
     def for_task(cls, task: TaskConfig, **sizes) -> "ModelConfig":
@@ -96,7 +101,7 @@ class OneLayerTransformer(nn.Module):
     def blocks(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three terms of the final residual stream, each (B, d): EOS embedding, attention, MLP."""
         x = self.E[tokens]  # (B, T, d)
-        residual = x[:, -1]  # (B, d): the EOS embedding
+        residual = x[:, -1] if self.cfg.eos_residual else torch.zeros_like(x[:, -1])  # (B, d): the EOS embedding
         attn, _ = self.attention(x)  # (B, d)
         mlp = self.mlp(residual + attn)  # (B, d)
         return {"residual": residual, "attention": attn, "mlp": mlp}
