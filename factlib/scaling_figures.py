@@ -120,6 +120,11 @@ SCALING_FIGURES: dict[str, Figure] = {
                             QUICK_ALPHA_BETA_VARIANTS),
     "fig9": _scaling_figure("fig9", "S=R^2,D=S", "Figure 9 (our reading), S = R^2, D = S (distinct answers)",
                             QUICK_ALPHA_BETA_VARIANTS),
+    # the authors' release draws the D = S family's answers independently, with replacement: the same figures so
+    "fig8-iid": _scaling_figure("fig8-iid", "S=R,D=S,iid", "Figure 8 (our reading), S = R, D = S (answers drawn "
+                                "with replacement)", QUICK_ALPHA_BETA_VARIANTS),
+    "fig9-iid": _scaling_figure("fig9-iid", "S=R^2,D=S,iid", "Figure 9 (our reading), S = R^2, D = S (answers drawn "
+                                "with replacement)", QUICK_ALPHA_BETA_VARIANTS),
     "fig4-ablation": Figure(
         name="fig4-ablation",
         description="Figure 4 (left) in small for three models: initialisation and EOS residual (issue 14)",

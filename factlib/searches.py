@@ -20,23 +20,27 @@ def _square_root(n: int) -> int:
     return max(1, math.floor(math.sqrt(n) + 0.5))
 
 
-#: task families, indexed by a scale n: (S, R) as functions of n, and whether answers are distinct (D = S).
-#: "S = R^2" takes S = n and R = sqrt(n) rounded, so that n moves in steps of one subject (S = R^2 exactly when n
-#: is a square); with R = n and S = n^2 the number of facts would jump by (1 + 1/n)^3, 95 % from n = 4 to 5.
+#: task families, indexed by a scale n: (S, R) as functions of n, whether D = S (else the figure's D), and whether
+#: each relation's answers are distinct (a bijection of the subjects onto A_r) or drawn independently with
+#: replacement, as in the authors' release ("iid"). "S = R^2" takes S = n and R = sqrt(n) rounded, so that n moves in
+#: steps of one subject (S = R^2 exactly when n is a square); with R = n and S = n^2 the number of facts would jump by
+#: (1 + 1/n)^3, 95 % from n = 4 to 5.
 VARIANTS = {
-    "S=R": (lambda n: (n, n), False),
-    "S=R^2": (lambda n: (n, _square_root(n)), False),
-    "S=R,D=S": (lambda n: (n, n), True),
-    "S=R^2,D=S": (lambda n: (n, _square_root(n)), True),
+    "S=R": (lambda n: (n, n), False, False),
+    "S=R^2": (lambda n: (n, _square_root(n)), False, False),
+    "S=R,D=S": (lambda n: (n, n), True, True),
+    "S=R^2,D=S": (lambda n: (n, _square_root(n)), True, True),
+    "S=R,D=S,iid": (lambda n: (n, n), True, False),
+    "S=R^2,D=S,iid": (lambda n: (n, _square_root(n)), True, False),
 }
 
 
 def variant_task(variant: str, n: int, D: int = 8, T: int = 32, n_noise: int | None = None) -> TaskConfig:
-    """The task of family ``variant`` at scale n (S = R = n, or S = n and R = sqrt(n) rounded; D = S when
-    distinct answers)."""
-    sizes, distinct = VARIANTS[check_choice("variant", variant, VARIANTS)]
+    """The task of family ``variant`` at scale n (S = R = n, or S = n and R = sqrt(n) rounded; D = S in the
+    "D=S" families, with distinct answers unless "iid")."""
+    sizes, d_is_s, distinct = VARIANTS[check_choice("variant", variant, VARIANTS)]
     S, R = sizes(check_int("n", n, 1))
-    return TaskConfig(S=S, R=R, D=S if distinct else D, T=T, n_noise=n_noise, distinct_answers=distinct)
+    return TaskConfig(S=S, R=R, D=S if d_is_s else D, T=T, n_noise=n_noise, distinct_answers=distinct)
 
 
 def facts_exponent(variant: str) -> float:

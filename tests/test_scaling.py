@@ -168,7 +168,16 @@ TINY_JOB = {"protocol": {**Protocol(steps=128, batch_size=64, eval_every=64, eva
             "seeds": [0]}
 
 
-@pytest.mark.parametrize("name", ["fig4-left", "fig7", "fig8", "fig9", "fig4-right"])
+@pytest.mark.parametrize("variant, S, R, D, distinct", [
+    ("S=R", 5, 5, 8, False), ("S=R^2", 10, 3, 8, False), ("S=R,D=S", 5, 5, 5, True), ("S=R^2,D=S", 10, 3, 10, True),
+    ("S=R,D=S,iid", 5, 5, 5, False), ("S=R^2,D=S,iid", 10, 3, 10, False),
+])
+def test_variant_tasks(variant, S, R, D, distinct):
+    task = variant_task(variant, 5 if variant.startswith("S=R,") or variant == "S=R" else 10)
+    assert (task.S, task.R, task.D, task.distinct_answers) == (S, R, D, distinct)
+
+
+@pytest.mark.parametrize("name", ["fig4-left", "fig7", "fig8", "fig9", "fig8-iid", "fig9-iid", "fig4-right"])
 def test_reproduce_runs_each_figure_on_a_tiny_override(name, monkeypatch):
     fig = SCALING_FIGURES[name]
     tiny = {**fig.configs["quick"], **TINY_JOB}
