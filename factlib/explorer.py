@@ -11,11 +11,11 @@ JupyterLab renders the widget.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import itertools
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 
@@ -104,9 +104,7 @@ class Explorer(w.VBox):
             control.style.description_width = "initial"  # whole labels, never "constructi..."
         self.controls, self._draw = controls, draw
         self.grid = {name: self._with_default(name, values) for name, values in grid.items()}
-        states = 1
-        for values in self.grid.values():
-            states *= len(values)
+        states = math.prod(len(values) for values in self.grid.values())
         if states > MAX_STATES:
             raise ValueError(f"grid: {states} states, more than MAX_STATES = {MAX_STATES}")
         figures, summary = draw(self.values())
@@ -146,19 +144,18 @@ class Explorer(w.VBox):
         """Every state of the grid drawn, and the controls that select among them, as one HTML fragment."""
         names = list(self.grid)
         defaults = self.values()
-        images, widths, index, states = [], [], {}, {}
+        images, widths, index, states = [], [], {}, {}  # index: image data -> its place in images
         for combo in itertools.product(*(range(len(self.grid[n])) for n in names)):
             values = defaults | {n: self.grid[n][i] for n, i in zip(names, combo)}
             figures, summary = self._draw(values)
             refs = []
             for fig in figures:
                 data, width = _webp(fig)
-                key = hashlib.sha256(data.encode()).hexdigest()
-                if key not in index:
-                    index[key] = len(images)
+                if data not in index:  # the same figure in several states is stored once
+                    index[data] = len(images)
                     images.append(data)
                     widths.append(width)
-                refs.append(index[key])
+                refs.append(index[data])
             states[",".join(map(str, combo))] = [refs, summary or ""]
         start = ",".join(str(self.grid[n].index(defaults[n])) for n in names)
         first_refs, first_summary = states[start]

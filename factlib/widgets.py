@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
 from .embeddings import memory_embeddings
 from .explorer import Explorer
@@ -95,10 +94,7 @@ def draw_prompts(task, tokens: torch.Tensor, answers: torch.Tensor, title: str =
 
 
 def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int = 0) -> Explorer:
-    """Chapter 3: sample prompts of the factual recall task and show each with its answer and the fact table.
-
-    Figures go into Image widgets, so the stored output is the same under every client (nbclient, nbval).
-    """
+    """Chapter 3: sample prompts of the factual recall task and show each with its answer and the fact table."""
     from .task import TaskConfig, fact_table, information_bits, sample_batch
 
     sliders = {
@@ -250,11 +246,7 @@ def draw_losses(ax, steps, total, relation, subject, R: int, D: int, style: str 
 
 def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float = 0.1, init_scale: float = 1e-5,
                                  steps: int = 8192) -> Explorer:
-    """Chapter 6: exact-gradient training of the linear-attention model; detected stages and predicted escapes.
-
-    The plot is drawn into an Image widget and the summary into an HTML widget, so the cell itself emits no
-    output besides the widget: what the notebook stores is the same under every client (nbclient, nbval).
-    """
+    """Chapter 6: exact-gradient training of the linear-attention model; detected stages and predicted escapes."""
     import math
 
     from .dynamics import DynamicsConfig, predicted_escape_steps, train
@@ -398,7 +390,7 @@ def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: in
 def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: float = 1.0) -> Explorer:
     """Chapter 7: the parameters a table (S, R, D) needs at p bits per parameter and a given accuracy (Corollary 1
     and Theorem 8, as reconstructed) beside the predicted sizes of chapter 4's two constructions. Formulas only:
-    a slider move costs milliseconds. Image/HTML widgets, as in ``prompt_explorer``."""
+    a slider move costs milliseconds."""
     from .bounds import construction_parameters, fano_bits, table_bits
 
     sliders = {

@@ -106,8 +106,8 @@ def test_no_widget_javascript_or_snapshot_in_the_pages():
     heavy = {}
     for page in HTML.rglob("*.html"):
         text = page.read_text(encoding="utf8")
-        found = [m for m in ("application/vnd.jupyter.widget-state+json", "embed-amd.js", "require.js", "fontawesome.js")
-                 if m in text]
+        heavy_marks = ("application/vnd.jupyter.widget-state+json", "embed-amd.js", "require.js", "fontawesome.js")
+        found = [m for m in heavy_marks if m in text]
         if found:
             heavy[str(page.relative_to(HTML))] = found
     assert not heavy, heavy

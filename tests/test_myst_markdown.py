@@ -28,7 +28,8 @@ TOY = {
                     "$$ (eq-a)\n```\n\n```{prf:proof}\nObvious.\n```\n"),
                  {"cell_type": "code", "metadata": {"mystnb": {"figure": {"name": "fig-a"}}}, "source": "plot()",
                   "outputs": [], "execution_count": None}),
-    "02_two": nb(md("# Two\n\n```{exercise} Try\n:label: ex-b\n\nUse {eq}`eq-a`, {prf:ref}`lem-a`, {numref}`fig-a`, "
+    "02_two": nb(md("# Two\n\n```{exercise} Try\n:label: ex-b\n\nUse {eq}`eq-a`, {prf:ref}`lem-a`, "
+                    "{numref}`fig-a`, "
                     "{ref}`sec-a`, {ref}`that part <sec-a>` and {doc}`01_one`, after {cite:t}`nichani2025factual` "
                     "{cite:p}`nichani2025factual`.\n```\n\n$$y$$ (eq-b)\n\n:::{note}\nNoted.\n:::\n")),
 }
@@ -39,8 +40,9 @@ def test_directives_labels_and_roles_become_plain_markdown():
     one, two = out["01_one"]["cells"][0]["source"], out["02_two"]["cells"][0]["source"]
     assert one == ("# One\n\n## Part *A*\n\n> **Lemma 1 (Small).**\n>\n> It holds:\n>\n> $$\n> x = 1 \\tag{1}$$\n\n"
                    "*Proof.*\n\nObvious.\n\n∎\n")
-    assert two == ("# Two\n\n> **Exercise 1 (Try).**\n>\n> Use (1), Lemma 1, Figure 1, Part A, that part and One, after "
-                   "Nichani et al. (2025) (Nichani et al., 2025).\n\n$$y \\tag{2}$$\n\n> **Note.**\n>\n> Noted.\n")
+    assert two == ("# Two\n\n> **Exercise 1 (Try).**\n>\n> Use (1), Lemma 1, Figure 1, Part A, that part and One, "
+                   "after Nichani et al. (2025) (Nichani et al., 2025).\n\n$$y \\tag{2}$$\n\n"
+                   "> **Note.**\n>\n> Noted.\n")
     assert TOY["02_two"]["cells"][0]["source"].startswith("# Two\n\n```{exercise}")  # the input is not changed
 
 

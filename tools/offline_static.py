@@ -10,9 +10,10 @@
     generated from the theme's own icon table and drawn with its web fonts), not from ``fontawesome.js``
     (1.5 MB of JavaScript that turns every icon of Font Awesome into inline SVG): see ``icon_css``;
   - files that no page loads are deleted (see ``prune``): source maps, the MathJax builds other than the
-    one the pages load, the theme's ``fontawesome.js``, message catalogs and template macros. What a loaded script or stylesheet may fetch later (MathJax components and fonts,
-    the widget fonts, anything named in a loaded file) is kept, and so are MathJax's components: its menu
-    loads the accessibility tools (``a11y``, ``sre``) and the SVG output when a reader turns them on;
+    one the pages load, the theme's ``fontawesome.js``, message catalogs and template macros. What a loaded
+    script or stylesheet may fetch later (MathJax components and fonts, anything named in a loaded file) is
+    kept, and so are MathJax's components: its menu loads the accessibility tools (``a11y``, ``sre``) and the SVG
+    output when a reader turns them on;
   - ``index.html``, which sphinx-external-toc writes as a bare redirect, gets a title and a visible link;
   - the search page, opened from ``file://``, says that search needs the folder served over HTTP and does
     not try to fetch result summaries (browsers refuse ``fetch`` on ``file://``).
@@ -163,15 +164,16 @@ def replace_fontawesome(outdir):
     pages = list(outdir.rglob("*.html"))
     sources = [p.read_text(encoding="utf8") for p in pages]
     sources += [p.read_text(encoding="utf8", errors="replace") for p in static.rglob("*.js") if p != script]
-    names = {n for text in sources for n in _ICON_CLASS.findall(text)} - _MODIFIERS
     table = icon_table(script.read_text(encoding="utf8"))
-    (static / ICON_CSS).write_text(icon_css({n for n in names if n in table}, table), encoding="utf8")
+    # modifiers (fa-solid, fa-lg, ...) and class-like words in scripts that name no icon are left out
+    icons = ({n for text in sources for n in _ICON_CLASS.findall(text)} - _MODIFIERS) & table.keys()
+    (static / ICON_CSS).write_text(icon_css(icons, table), encoding="utf8")
     for page in pages:
         text = page.read_text(encoding="utf8")
         new = _FONTAWESOME_SCRIPT.sub(lambda m: f'  <link rel="stylesheet" href="{m[1]}{ICON_CSS}" />\n', text)
         if new != text:
             page.write_text(new, encoding="utf8")
-    return len(names & set(table))
+    return len(icons)
 
 
 def write_index(app, outdir):
