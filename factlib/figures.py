@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import functools
 import hashlib
@@ -175,25 +176,87 @@ FIGURES: dict[str, Figure] = {
 }
 
 
-@functools.cache
-def _code_hash() -> str:
-    """SHA-256 (16 hex digits) of every ``.py`` file of factlib, by path and content.
+def _module_file(root: Path, name: str) -> Path | None:
+    """The source file of module ``name`` ("" is the package itself) in the package at ``root``, or None."""
+    base = root.joinpath(*name.split(".")) if name else root
+    for path in (base.with_suffix(".py") if name else None, base / "__init__.py"):
+        if path is not None and path.is_file():
+            return path
+    return None
 
-    The store key covers all of factlib's code, not only the modules a figure's job imports: conservative (an
-    edit anywhere, a docstring included, makes the stored results of every figure be computed again) and
-    simple (no import graph to get wrong).
+
+def _imported_modules(root: Path, name: str) -> set[str]:
+    """The modules of the package at ``root`` that module ``name``'s source imports anywhere in it (top level or
+    inside a function), relatively (``from .x import y``) or by the package's name (``factlib.x``)."""
+    path = _module_file(root, name)
+    package = name if path is not None and path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".") if package else []
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == root.name:
+                base = node.module.partition(".")[2]
+            else:
+                continue
+            found.add(base)  # and each imported name that is a module of its own (``from . import x``)
+            found.update(f"{base}.{a.name}".lstrip(".") for a in node.names
+                         if _module_file(root, f"{base}.{a.name}".lstrip(".")) is not None)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.partition(".")[2] for a in node.names if a.name.split(".")[0] == root.name)
+    # importing a.b runs a's __init__ too
+    return {".".join(m.split(".")[:k]) for m in found for k in range(len(m.split(".")) + 1)}
+
+
+def module_closure(module: str, root: Path | None = None) -> list[str]:
+    """The source files (relative to the package at ``root``, default factlib) that module ``module``
+    ("factlib.x" or "x") can run: its own and, transitively, those of every package module it imports."""
+    root = Path(__file__).resolve().parent if root is None else root
+    start = module.partition(".")[2] if module.split(".")[0] == root.name else module
+    if _module_file(root, start) is None:
+        raise ValueError(f"module {module!r} is not a module of the package at {str(root)!r}")
+    seen, todo = set(), [start, ""]
+    while todo:
+        name = todo.pop()
+        if name in seen or _module_file(root, name) is None:
+            continue
+        seen.add(name)
+        todo.extend(_imported_modules(root, name))
+        todo.append(name.rpartition(".")[0])  # a module's package runs first
+    return sorted(_module_file(root, n).relative_to(root).as_posix() for n in seen)
+
+
+@functools.cache
+def _code_hash(module: str | None = None, root: Path | None = None) -> str:
+    """SHA-256 (16 hex digits) of factlib's source files, by path and content: those that module ``module`` can
+    run (``module_closure``: its own and those it imports, found in the source, so imports inside functions
+    count), or every one with None.
+
+    A figure's store key uses the closure of the module that defines its job function: an edit to code its jobs
+    cannot run (the explorers, the widgets, the plots, another figure's job module, ...) keeps its stored results,
+    and an edit anywhere in code they can run, a docstring included, makes them be computed again.
+    ``tests/test_safety.py`` checks that a job loads no factlib module outside the closure.
     """
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent if root is None else root
+    files = module_closure(module, root) if module is not None else sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*.py"))
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for rel in files:
+        digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def code_hash(figure: str) -> str:
+    """The code part of ``figure``'s store key and provenance: ``_code_hash`` of the module of its job
+    function."""
+    return _code_hash(FIGURES[check_choice("figure", figure, FIGURES)].run_job.__module__)
 
 
 def job_context(figure: str, device: torch.device) -> dict:
     """What a figure's stored result depends on besides its job: factlib's version and code, the device kind
     and the dtype. Part of the result store's key (``factlib.sweeps.ResultStore``)."""
-    return {"factlib_version": __version__, "code": _code_hash(), "device": torch.device(device).type,
+    return {"factlib_version": __version__, "code": code_hash(figure), "device": torch.device(device).type,
             "dtype": FIGURES[figure].dtype}
 
 
@@ -295,7 +358,7 @@ def _run_figure(fig: Figure, profile: str, config: dict, jobs: list[dict], dev: 
             "scipy_version": scipy.__version__,
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type,
             "dtype": fig.dtype,
-            "code": _code_hash(),
+            "code": code_hash(fig.name),
             "git_commit": _git_commit(),
             "config": config,
             **(fig.details(config) if fig.details is not None else {}),
@@ -320,10 +383,12 @@ FIGURES.update(SCALING_FIGURES)
 FIGURES[BOUNDS_FIGURE.name] = BOUNDS_FIGURE
 
 
-def reproduce_reduced(figure: str, out: str, note: str, **overrides) -> dict:
+def reproduce_reduced(figure: str, out: str, note: str, executor: str = "inline", workers: int | None = None,
+                      **overrides) -> dict:
     """``reproduce(figure, "full")`` with some full-profile config values replaced (e.g. ``alpha_beta``,
     ``protocol``), for a run on a machine that cannot afford the paper's scale; ``note`` says what was cut and
-    lands in the provenance's config. The registry is restored afterwards."""
+    lands in the provenance's config; ``executor`` and ``workers`` as for ``reproduce``. The registry is restored
+    afterwards."""
     check_choice("figure", figure, SCALING_FIGURES)
     unknown = set(overrides) - set(SCALING_FIGURES[figure].configs["full"])
     if unknown:
@@ -332,6 +397,6 @@ def reproduce_reduced(figure: str, out: str, note: str, **overrides) -> dict:
     config = {**original.configs["full"], **overrides, "note": note}
     FIGURES[figure] = dataclass_replace(original, configs={**original.configs, "full": config})
     try:
-        return reproduce(figure, "full", device="auto", out=out, progress=False)
+        return reproduce(figure, "full", device="auto", out=out, progress=False, executor=executor, workers=workers)
     finally:
         FIGURES[figure] = original

@@ -15,6 +15,9 @@ On a CPU, a labelled subset in chunks (the paper's protocol, fewer splits and se
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python scripts/paper_scale.py --cpu-subset --d 8,11,16 --minutes 30 --commit
 
+(``--workers 2`` runs two of a d's splits at once, one process and one thread each, on an otherwise idle 2-core
+machine.)
+
 Figures after fig4-left (``--figures fig4-left,fig4-right,fig7,fig8,fig9``) run in order if time is left.
 The store is keyed by factlib's code: results computed by other code are recomputed, not mixed in.
 """
@@ -84,7 +87,7 @@ def _run_dims(figure, dims, deadline, cpu_subset, commit, copy_to, out, files, n
         start = time.time()
         for ds in ([d], done + [d]):  # compute d (store grows), then rewrite the JSON from all stored d's
             if cpu_subset:
-                reproduce_reduced(figure, str(out), CPU_NOTE, d=ds, **CPU_SUBSET)
+                reproduce_reduced(figure, str(out), CPU_NOTE, d=ds, **where, **CPU_SUBSET)
             else:
                 reproduce(figure, "full", out=str(out), progress=False, d=ds, **where)
         done.append(d)

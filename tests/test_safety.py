@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,6 +141,54 @@ def test_code_hash_covers_factlib_sources():
     assert re.fullmatch(r"[0-9a-f]{16}", figures._code_hash())
     assert job_context("fig5-left", torch.device("cpu"))["dtype"] == "float64"
     assert job_context("fig5-right", torch.device("cpu"))["dtype"] == "float32"
+
+
+def _package(tmp_path):
+    """A package ``pkg``: a imports b inside a function, b imports c by the package's name, sub.e imports a and
+    sub; d is imported by nobody."""
+    root = tmp_path / "pkg"
+    (root / "sub").mkdir(parents=True)
+    files = {"__init__.py": "", "a.py": "def f():\n    from .b import g\n    return g()\n",
+             "b.py": "import os\nfrom pkg.c import h as g\n", "c.py": "def h():\n    return 1\n",
+             "d.py": "from . import a\n", "sub/__init__.py": "", "sub/e.py": "from .. import a\n"}
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
+def test_module_closure_follows_imports_anywhere_in_the_source(tmp_path):
+    root = _package(tmp_path)
+    assert figures.module_closure("a", root) == ["__init__.py", "a.py", "b.py", "c.py"]
+    assert figures.module_closure("pkg.sub.e", root) == ["__init__.py", "a.py", "b.py", "c.py", "sub/__init__.py",
+                                                         "sub/e.py"]
+    assert figures.module_closure("c", root) == ["__init__.py", "c.py"]
+    with pytest.raises(ValueError, match="module 'zzz' is not a module of the package"):
+        figures.module_closure("zzz", root)
+
+
+def test_code_hash_changes_with_the_closure_only(tmp_path):
+    root = _package(tmp_path)
+    before = figures._code_hash.__wrapped__("a", root)
+    (root / "d.py").write_text("from . import a\nX = 2\n")  # outside a's closure
+    (root / "sub" / "e.py").write_text("X = 3\n")
+    assert figures._code_hash.__wrapped__("a", root) == before
+    (root / "c.py").write_text("def h():\n    return 2\n")  # inside it, two imports away
+    assert figures._code_hash.__wrapped__("a", root) != before
+    assert figures._code_hash.__wrapped__(None, root) != figures._code_hash.__wrapped__("a", root)
+
+
+@pytest.mark.parametrize("module", sorted({fig.run_job.__module__ for fig in FIGURES.values()}))
+def test_figure_jobs_load_nothing_outside_their_code_hash(module):
+    """The store key of a figure hashes the closure of its job module: importing that module in a fresh
+    interpreter loads no factlib module outside it; the explorers, widgets and plots are outside every one."""
+    code = (f"import sys, {module}\n"
+            "print(' '.join(sorted(m for m in sys.modules if m == 'factlib' or m.startswith('factlib.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    loaded = {m.partition(".")[2].replace(".", "/") or "__init__" for m in out.stdout.split()}
+    closure = {f.removesuffix(".py").removesuffix("/__init__") or "__init__" for f in figures.module_closure(module)}
+    assert loaded <= closure, loaded - closure
+    assert not {"explorer", "widgets", "plots"} & closure
 
 
 @pytest.mark.parametrize("line", [b"42", b"{}", b'{"key": 1, "job": 2}', b"[1, 2]", b"\xff\xfe not utf-8"])
