@@ -434,3 +434,26 @@ def test_diverging_dynamics_say_so():
     with pytest.raises(FloatingPointError, match="training diverged.*lr 10000"):
         dynamics.train(dynamics.DynamicsConfig(model="softmax", d=16, lr=1e4, steps=64, eval_repeats=2))
 
+
+
+def test_reproduce_reduced_states_its_cuts_and_restores_the_registry(tmp_path):
+    """The CPU subset's entry point: the overrides reach the jobs, the note lands in the provenance, worker
+    processes give the rows the inline run gives, and the registry is left as it was."""
+    from factlib.figures import reproduce_reduced
+    from factlib.scaling_figures import PAPER_PROTOCOL
+
+    before = FIGURES["fig4-left"]
+    tiny = {**PAPER_PROTOCOL, "steps": 32, "batch_size": 16, "eval_every": 16, "eval_size": 32, "patience": 32,
+            "population_repeats": 1}
+    cut = {"d": [8], "alpha_beta": [[1, 1], [0.5, 0.5]], "seeds": [0], "lrs": [1e-2], "protocol": tiny,
+           "search": {"facts_per_param": 0.01, "points": 2, "growth": 2.0, "rtol": 0.5}}
+    inline = reproduce_reduced("fig4-left", str(tmp_path / "a.json"), "tiny cut", **cut)
+    spread = reproduce_reduced("fig4-left", str(tmp_path / "b.json"), "tiny cut", executor="processes", workers=2,
+                               **cut)
+    assert FIGURES["fig4-left"] is before
+    assert inline["rows"] == spread["rows"] and len(inline["rows"]) == 2
+    assert {(r["d"], r["alpha"], r["beta"]) for r in inline["rows"]} == {(8, 1, 1), (8, 0.5, 0.5)}
+    assert inline["provenance"]["config"]["note"] == "tiny cut" and inline["profile"] == "full"
+    assert spread["provenance"]["executor"] == "processes"
+    with pytest.raises(ValueError, match=r"unknown: \['nonsense'\]"):
+        reproduce_reduced("fig4-left", str(tmp_path / "c.json"), "x", nonsense=1)
