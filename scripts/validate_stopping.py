@@ -104,8 +104,8 @@ def main(argv=None):
     for run, (reached, steps, curve) in zip(runs, trained):
         row = {"d": run.d, "d_h": run.d_h, "m": run.m, "n": run.task.S, "lr": run.lr,
                "full_budget_reached": reached, "full_budget_steps": steps}
-        for name, rule in rules.items():
-            rule_reached, rule_step = replay_stopping(curve, rule)
+        for name, replayed in rules.items():
+            rule_reached, rule_step = replay_stopping(curve, replayed)
             v = verdicts[name]
             v["agree"] += rule_reached == reached
             v["stopped_learners"] += reached and not rule_reached

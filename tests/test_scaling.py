@@ -315,3 +315,28 @@ def test_runs_of_mixed_shapes_train_as_in_their_own_groups():
     assert (group.d, group.H, group.d_h, group.m) == (12, 3, 4, 8)
     with pytest.raises(ValueError, match="mixed_shapes"):
         RunGroup(runs)
+
+
+@pytest.mark.parametrize("name,profile", [("fig4-stopping-quick.json", "quick"), ("fig4-stopping-full-cpu.json", "full")])
+def test_stored_stopping_verdicts_follow_from_their_curves(name, profile):
+    """The stored validations of the stopping rule (scripts/validate_stopping.py): each run's full-budget verdict is
+    its curve's (reached 99 % at the last evaluation, or spent the budget), and the rule's verdicts and counts are what
+    ``replay_stopping`` gives today on the stored curves with the profile's protocol."""
+    import json
+    from pathlib import Path
+
+    from factlib.scaling_figures import PAPER_PROTOCOL, QUICK_PROTOCOL
+
+    stored = json.loads((Path(__file__).resolve().parents[1] / "book" / "data" / name).read_text())
+    rule = Protocol(**(QUICK_PROTOCOL if profile == "quick" else PAPER_PROTOCOL))
+    assert stored["provenance"]["protocol"] == vars(rule)
+    agree = 0
+    for row in stored["rows"]:
+        curve = [tuple(c) for c in row["curve"]]
+        last_step, last_acc, _ = curve[-1]
+        assert row["full_budget_steps"] == last_step
+        assert row["full_budget_reached"] == (last_acc >= rule.threshold)
+        assert row["full_budget_reached"] or last_step == rule.steps
+        assert replay_stopping(curve, rule) == (row[f"rule_reached[{profile}]"], row[f"rule_steps[{profile}]"])
+        agree += row[f"rule_reached[{profile}]"] == row["full_budget_reached"]
+    assert stored["rules"][profile]["agree"] == agree and stored["runs"] == len(stored["rows"]) >= 100
