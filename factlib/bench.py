@@ -92,9 +92,12 @@ def trainer_gflops(dev: torch.device) -> dict[str, float]:
     return {"gflops": round(res.flops / elapsed / 1e9, 2), "ms_per_step": round(1e3 * elapsed / (w["steps"] + 1), 3)}
 
 
+def _transformer_task() -> TaskConfig:
+    return TaskConfig(S=TRANSFORMER["S"], R=TRANSFORMER["R"], D=TRANSFORMER["D"])
+
+
 def _transformer_flops() -> int:
-    w = TRANSFORMER
-    task = TaskConfig(S=w["S"], R=w["R"], D=w["D"])
+    w, task = TRANSFORMER, _transformer_task()
     return step_flops(w["d"], w["H"], w["d_h"], w["m"], task.vocab_size, task.num_answers, w["batch_size"])
 
 
@@ -103,8 +106,7 @@ def transformer_bench(dev: torch.device, min_time: float = 2.0) -> list[dict]:
     backward, Adam; no evaluation) of every run, per second, and GFLOP/s of its matrix products against the
     rate of the step's largest product alone (the unembedding, (runs, B, d) x (runs, d, R D)) at the same shape and
     thread count."""
-    w = TRANSFORMER
-    task = TaskConfig(S=w["S"], R=w["R"], D=w["D"])
+    w, task = TRANSFORMER, _transformer_task()
     B = w["batch_size"]
     flops = _transformer_flops()
     threads_before = torch.get_num_threads()

@@ -161,15 +161,14 @@ def replace_fontawesome(outdir):
     script = static / "scripts" / "fontawesome.js"
     if not script.is_file():
         return 0
-    pages = list(outdir.rglob("*.html"))
-    sources = [p.read_text(encoding="utf8") for p in pages]
+    pages = {p: p.read_text(encoding="utf8") for p in outdir.rglob("*.html")}
+    sources = list(pages.values())
     sources += [p.read_text(encoding="utf8", errors="replace") for p in static.rglob("*.js") if p != script]
     table = icon_table(script.read_text(encoding="utf8"))
     # modifiers (fa-solid, fa-lg, ...) and class-like words in scripts that name no icon are left out
     icons = ({n for text in sources for n in _ICON_CLASS.findall(text)} - _MODIFIERS) & table.keys()
     (static / ICON_CSS).write_text(icon_css(icons, table), encoding="utf8")
-    for page in pages:
-        text = page.read_text(encoding="utf8")
+    for page, text in pages.items():  # each page read once, above
         new = _FONTAWESOME_SCRIPT.sub(lambda m: f'  <link rel="stylesheet" href="{m[1]}{ICON_CSS}" />\n', text)
         if new != text:
             page.write_text(new, encoding="utf8")
