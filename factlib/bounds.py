@@ -26,10 +26,11 @@ from .constructions import predicted_max_head_load, predicted_min_d, predicted_m
 from .embeddings import memory_embeddings
 from .memory import TrainConfig, mlp_forward, recall_accuracy, train_linear_memory, train_mlp_memory
 from .models import parameter_count
-from .scaling import Protocol, Run, run_table, train_runs, variant_task
+from .searches import variant_task
 from .sweeps import Figure
 from .task import TaskConfig, all_pairs, prompts_for_pairs
 from .train import _first_layer, linear_problem, mlp_problem
+from .trainer import Protocol, Run, run_table, train_runs
 
 #: the largest precision ``quantize`` and ``min_bits`` accept
 MAX_BITS = 24

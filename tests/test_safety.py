@@ -445,14 +445,14 @@ def test_reproduce_reduced_states_its_cuts_and_restores_the_registry(tmp_path):
     before = FIGURES["fig4-left"]
     tiny = {**PAPER_PROTOCOL, "steps": 32, "batch_size": 16, "eval_every": 16, "eval_size": 32, "patience": 32,
             "population_repeats": 1}
-    cut = {"d": [8], "alpha_beta": [[1, 1], [0.5, 0.5]], "seeds": [0], "lrs": [1e-2], "protocol": tiny,
+    cut = {"d": [8], "alpha_beta": [[1, 1], [2, 2]], "seeds": [0], "lrs": [1e-2], "protocol": tiny,
            "search": {"facts_per_param": 0.01, "points": 2, "growth": 2.0, "rtol": 0.5}}
     inline = reproduce_reduced("fig4-left", str(tmp_path / "a.json"), "tiny cut", **cut)
     spread = reproduce_reduced("fig4-left", str(tmp_path / "b.json"), "tiny cut", executor="processes", workers=2,
                                **cut)
     assert FIGURES["fig4-left"] is before
     assert inline["rows"] == spread["rows"] and len(inline["rows"]) == 2
-    assert {(r["d"], r["alpha"], r["beta"]) for r in inline["rows"]} == {(8, 1, 1), (8, 0.5, 0.5)}
+    assert {(r["d"], r["alpha"], r["beta"]) for r in inline["rows"]} == {(8, 1, 1), (8, 2, 2)}
     assert inline["provenance"]["config"]["note"] == "tiny cut" and inline["profile"] == "full"
     assert spread["provenance"]["executor"] == "processes"
     with pytest.raises(ValueError, match=r"unknown: \['nonsense'\]"):
