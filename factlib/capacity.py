@@ -14,7 +14,7 @@ import torch
 from scipy.optimize import linprog
 from scipy.special import lambertw
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import ArgumentTypeError, check_choice, check_float, check_int
 from .embeddings import memory_embeddings
 from .memory import TrainConfig, hebbian_accuracy_prediction, hebbian_memory, recall_accuracy, train_linear_memory
 
@@ -32,9 +32,23 @@ def predicted_capacity(params: float, c: float) -> float:
 
 def fitted_constant(params: Sequence[float], N: Sequence[float]) -> np.ndarray:
     """Per-point constant c = params / (N ln N), the quantity the guide lines of Figure 1 hold fixed."""
-    params, N = np.asarray(params, dtype=float), np.asarray(N, dtype=float)
-    if params.shape != N.shape or np.any(N < 2):
-        raise ValueError("params and N must have the same length and N must be >= 2")
+    values = {}
+    for name, value in (("params", params), ("N", N)):
+        try:
+            values[name] = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ArgumentTypeError(f"{name} must be a sequence of numbers, got {value!r}"[:200]) from None
+        if values[name].ndim != 1 or isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+            raise ArgumentTypeError(f"{name} must be a 1-D sequence of numbers, got {value!r}"[:200])
+        if not np.isfinite(values[name]).all():
+            raise ValueError(f"{name} must hold finite numbers, got {value!r}"[:200])
+    params, N = values["params"], values["N"]
+    if params.shape != N.shape or not params.size:
+        raise ValueError(f"params and N must have the same length, at least 1; got {params.size} and {N.size}")
+    if np.any(N < 2):
+        raise ValueError(f"N must be >= 2 (N ln N > 0); got {N.min():g}")
+    if np.any(params <= 0):
+        raise ValueError(f"params must be > 0; got {params.min():g}")
     return params / (N * np.log(N))
 
 

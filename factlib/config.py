@@ -35,7 +35,9 @@ def device(preference: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if preference == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False; use auto or cpu")
+        why = ("this torch build has no CUDA" if torch.version.cuda is None
+               else "no CUDA device is visible (torch.cuda.is_available() is False)")
+        raise ValueError(f"device 'cuda' was requested but {why}; use auto or cpu")
     if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was requested but is not available; use auto or cpu")
     return torch.device(preference)
