@@ -27,7 +27,7 @@ from .embeddings import memory_embeddings
 from .memory import TrainConfig, mlp_forward, recall_accuracy, train_linear_memory, train_mlp_memory
 from .models import parameter_count
 from .scaling import Protocol, Run, run_table, train_runs, variant_task
-from .sweeps import Figure
+from .sweeps import Figure, RowSpec
 from .task import TaskConfig, all_pairs, prompts_for_pairs
 from .train import _first_layer, linear_problem, mlp_problem
 
@@ -352,6 +352,24 @@ def _bounds_job(job: dict, device: torch.device) -> list[dict]:
     return _transformer_job(job) if job["kind"] == "transformer" else _memory_job(job)
 
 
+def _bounds_rows(job: dict) -> RowSpec:
+    """The rows of a ``bounds`` job: one for a memory, one per target accuracy for a transformer ladder, each
+    repeating the job's sizes, seed and the bits its table holds."""
+    unit = ("number", 0.0, 1.0)
+    measured = {"params": ("int", 1, None), "tensors": ("int", 1, None), "accuracy": unit, "steps": ("int", 0, None),
+                "p_min": ("int?", 1, job["max_bits"]), "curve": ("numbers", 0.0, 1.0),
+                "bits_per_param": ("number", 0.0, None), "budget_fraction": ("number?", 0.0, None)}
+    if job["kind"] != "transformer":
+        fixed = {"model": job["kind"], "d": job["d"], "m": job.get("m", 0), "N": job["N"], "seed": job["seed"],
+                 "threshold": job["threshold"], "bits": map_bits(job["N"], job["N"], "injective")}
+        return RowSpec([fixed], measured)
+    sizes = {k: job[k] for k in ("S", "R", "D", "d", "H", "d_h", "m", "seed", "lr")}
+    bits = table_bits(job["S"], job["R"], job["D"])
+    return RowSpec([{"model": "transformer", **sizes, "target": target, "bits": bits} for target in job["targets"]],
+                   {**measured, "reached": "bool", "loss": ("number", 0.0, None), "params_paper": ("int", 1, None),
+                    "fano_bits": ("number", 0.0, bits), "loss_bits": ("number", 0.0, bits), "threshold": unit})
+
+
 #: transformer protocol of the ladder: chapter 5's quick protocol (batch 256, Adam), evaluated every 16 steps so
 #: that a run stops close to its target, with no early failure rule (the targets are reachable)
 LADDER_PROTOCOL = {"steps": 4096, "batch_size": 256, "eval_every": 16, "eval_size": 1024, "patience": 4096,
@@ -382,4 +400,6 @@ BOUNDS_FIGURE = Figure(
     configs={"quick": BOUNDS_QUICK, "full": BOUNDS_FULL},
     jobs=_bounds_jobs,
     run_job=_bounds_job,
+    options=(),  # its sizes are listed in its config: neither --d nor --seeds applies
+    rows=_bounds_rows,
 )

@@ -150,3 +150,42 @@ SCALING_FIGURES: dict[str, Figure] = {
         run_job=_tradeoff_job,
     ),
 }
+
+
+# ---- the rows each job must produce: a stored record is reused only if its rows fit (``factlib.sweeps.RowSpec``) --
+
+from dataclasses import replace  # noqa: E402  (this section is added to the registry above)
+
+from .sweeps import RowSpec  # noqa: E402
+
+
+def _scaling_rows(job: dict) -> RowSpec:
+    """The rows of a capacity job (Figs. 4 left, 7-9, the ablation): one per (alpha, beta) and seed, in order,
+    repeating the job's sizes, variant and model; the capacity's counts are ints >= 0 (0: nothing stored, then
+    lr and steps are null) and its learning rate one of the job's."""
+    protocol = job["protocol"]
+    fixed = []
+    for alpha, beta in job["alpha_beta"]:
+        d_h, m = head_sizes(job["d"], alpha, beta, job["H"])
+        fixed += [{"alpha": alpha, "beta": beta, "d": job["d"], "H": job["H"], "d_h": d_h, "m": m, "seed": seed,
+                   "variant": job["variant"], "init": protocol["init"], "eos_residual": protocol["eos_residual"]}
+                  for seed in job["seeds"]]
+    count = ("int", 0, None)
+    return RowSpec(fixed, {"params": ("int", 1, None), "n": count, "rounds": count, "tried": count, "S": count,
+                           "R": count, "D": ("int", 1, None), "facts": count, "bits": ("number", 0.0, None),
+                           "lr": ("number?", min(job["lrs"]), max(job["lrs"])), "steps": ("int?", 0, None),
+                           "facts_exact": ("number?", 0.0, 1.0)})
+
+
+def _tradeoff_rows(job: dict) -> RowSpec:
+    """The rows of a Fig. 4 (right) job: one per H and seed, in order, repeating the job's sizes and lr."""
+    facts = TaskConfig(**job["task"]).num_facts
+    fixed = [{"d": job["d"], "H": H, "d_h": job["d_h"], "m": job["m"], "seed": seed, "lr": job["lr"], "facts": facts}
+             for H in job["H"] for seed in job["seeds"]]
+    unit = ("number", 0.0, 1.0)
+    return RowSpec(fixed, {"params": ("int", 1, None), "accuracy": unit, "best_accuracy": unit, "reached": "bool",
+                           "steps": ("int", 0, None)})
+
+
+SCALING_FIGURES = {name: replace(fig, rows=_tradeoff_rows if fig.run_job is _tradeoff_job else _scaling_rows)
+                   for name, fig in SCALING_FIGURES.items()}
