@@ -96,8 +96,9 @@ def check_allocation(args: Mapping[str, object], elements: int, dtype, what: str
     if need > MAX_BYTES:
         named = ", ".join(f"{name} = {value}" for name, value in args.items())
         kind = str(dtype).replace("torch.", "")
-        raise ValueError(f"{named}: {what} would need {format_bytes(need)} ({int(elements)} {kind} numbers); at most "
-                         f"{format_bytes(MAX_BYTES)} fits (factlib._validate.MAX_BYTES)")
+        raise ValueError(f"{named}: {what} would need {format_bytes(need)} ({need} bytes: {int(elements)} {kind} "
+                         f"numbers); at most {MAX_BYTES} bytes ({MAX_BYTES / 2**30:g} GiB, factlib._validate.MAX_BYTES) "
+                         "fits")
     return need
 
 
@@ -115,9 +116,16 @@ def _is_scalar(value) -> bool:
 
 
 def _shown(value) -> str:
-    """How a rejected value is named in a message: its repr if short, else its type."""
+    """How a rejected value is named in a message: its repr if short and on one line, else its type."""
     text = repr(value)
-    return text if len(text) <= 60 else f"a {type(value).__name__}"
+    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
+
+
+def check_function(name: str, value, what: str):
+    """Return ``value`` if it is callable, else raise ``ArgumentTypeError`` naming ``name`` (``what``: its role)."""
+    if not callable(value):
+        raise ArgumentTypeError(f"{name} must be {what}, got {_shown(value)}")
+    return value
 
 
 def _range(low, high, low_open=False) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import check_choice, check_float, check_function, check_int
 from .constructions import predicted_max_head_load, predicted_min_d, predicted_min_width
 from .embeddings import memory_embeddings
 from .memory import TrainConfig, mlp_forward, recall_accuracy, train_linear_memory, train_mlp_memory
@@ -133,10 +133,18 @@ def variant_bounds(variant: str, n: int, p: float, accuracy: float = 1.0, D: int
 CONSTRUCTION_NAMES = ("attention_only", "attention_mlp")
 
 
+#: the most tokens (S + R) ``head_loads`` (and so ``construction_parameters``) takes: its cost grows as (S + R)^2,
+#: about 6 s at 4096
+MAX_HEAD_TOKENS = 4096
+
+
 def head_loads(S: int, R: int) -> list[int]:
     """The largest head load of ``constructions.assign_heads`` for every H = 0 .. S + R (index H; entry 0 unused),
     by arithmetic instead of building the split: relations on H_r heads, subjects on H - H_r, H_r minimising the
-    larger of ceil(R / H_r) and ceil(S / (H - H_r)); one head holds everything."""
+    larger of ceil(R / H_r) and ceil(S / (H - H_r)); one head holds everything. S + R <= ``MAX_HEAD_TOKENS``."""
+    S, R = check_int("S", S, 1), check_int("R", R, 1)
+    if S + R > MAX_HEAD_TOKENS:
+        raise ValueError(f"S + R must be <= {MAX_HEAD_TOKENS} (the head loads take (S + R)^2 steps); got {S} + {R}")
     loads = [S + R, S + R]
     for H in range(2, S + R + 1):
         loads.append(min(max(-(-R // h), -(-S // (H - h))) for h in range(1, H)))
@@ -216,6 +224,7 @@ def min_bits(accuracy_at: Callable[[int], float], threshold: float = 0.99, max_b
     for every precision up to ``max_bits`` (accuracy need not be monotone in p: one lucky rounding at a low p
     does not count). ``accuracy_at(p)`` returns the accuracy at p bits. Returns (p_min or None, the accuracy
     at each p = 1 .. max_bits)."""
+    check_function("accuracy_at", accuracy_at, "a function p -> accuracy")
     threshold = _number("threshold", threshold, 0.0, 1.0)
     max_bits = check_int("max_bits", max_bits, 1, MAX_BITS)
     curve = [float(accuracy_at(p)) for p in range(1, max_bits + 1)]

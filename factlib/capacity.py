@@ -14,7 +14,7 @@ import torch
 from scipy.optimize import linprog
 from scipy.special import lambertw
 
-from ._validate import ArgumentTypeError, check_choice, check_float, check_int
+from ._validate import ArgumentTypeError, _shown, check_choice, check_float, check_function, check_int
 from .embeddings import memory_embeddings
 from .memory import TrainConfig, hebbian_accuracy_prediction, hebbian_memory, recall_accuracy, train_linear_memory
 
@@ -37,11 +37,11 @@ def fitted_constant(params: Sequence[float], N: Sequence[float]) -> np.ndarray:
         try:
             values[name] = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
-            raise ArgumentTypeError(f"{name} must be a sequence of numbers, got {value!r}"[:200]) from None
+            raise ArgumentTypeError(f"{name} must be a sequence of numbers, got {_shown(value)}") from None
         if values[name].ndim != 1 or isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
-            raise ArgumentTypeError(f"{name} must be a 1-D sequence of numbers, got {value!r}"[:200])
+            raise ArgumentTypeError(f"{name} must be a 1-D sequence of numbers, got {_shown(value)}")
         if not np.isfinite(values[name]).all():
-            raise ValueError(f"{name} must hold finite numbers, got {value!r}"[:200])
+            raise ValueError(f"{name} must hold finite numbers, got {_shown(value)}")
     params, N = values["params"], values["N"]
     if params.shape != N.shape or not params.size:
         raise ValueError(f"params and N must have the same length, at least 1; got {params.size} and {N.size}")
@@ -61,6 +61,7 @@ def find_capacity(succeeds: Callable[[int], bool], low: int, high: int, guess: i
     Returns (capacity, tried) where tried maps every n tested to its outcome; capacity is low - 1 if even
     ``low`` fails and ``high`` if ``high`` succeeds.
     """
+    check_function("succeeds", succeeds, "a function n -> bool")
     low, high = check_int("low", low, 1), check_int("high", high, low)
     guess = low if guess is None else min(max(int(guess), low), high)
     check_float("growth", growth, 1.0, low_open=True)

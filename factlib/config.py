@@ -54,6 +54,9 @@ def check_device(value) -> torch.device:
         dev = torch.device(value)
     except RuntimeError:
         raise ValueError(f"device must be a torch.device or one of {', '.join(DEVICES)}; got {value!r}") from None
+    if dev.type not in ("cpu", "cuda", "mps", "meta"):
+        raise ValueError(f"device must be a torch.device or one of {', '.join(DEVICES)}; got {value!r} (factlib "
+                         "computes on cpu, cuda or mps)")
     if dev.type in ("cuda", "mps"):
         device(dev.type)  # raises if not available
     return dev

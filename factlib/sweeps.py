@@ -173,7 +173,10 @@ def _canonical(value) -> str:
 
 
 def job_key(job: dict) -> str:
-    """A stable hash of a job's config (key order does not matter)."""
+    """A stable hash of a job's config (key order does not matter); a job is a dict of JSON values."""
+    problem = _not_json(job, "job") if isinstance(job, dict) else f"job is {_json_kind(job)}"
+    if problem is not None:
+        raise ArgumentTypeError(f"job must be a dict of JSON values; {problem}")
     return hashlib.sha256(_canonical(job).encode()).hexdigest()[:16]
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validate import ArgumentTypeError, check_allocation, check_choice, check_float, check_int
+from ._validate import ArgumentTypeError, _shown, check_allocation, check_choice, check_float, check_int, \
+    check_function
 from .config import generator
 
 SUBJECT_DISTRIBUTIONS = ("uniform", "zipf")
@@ -82,7 +83,7 @@ class TaskConfig:
 def check_task(cfg, name: str = "cfg") -> TaskConfig:
     """Return ``cfg`` if it is a ``TaskConfig``, else raise naming the argument ``name``."""
     if not isinstance(cfg, TaskConfig):
-        raise ArgumentTypeError(f"{name} must be a TaskConfig, got {cfg!r}"[:200])
+        raise ArgumentTypeError(f"{name} must be a TaskConfig, got {_shown(cfg)}")
     return cfg
 
 
@@ -170,7 +171,7 @@ def prompts_for_pairs(cfg: TaskConfig, subjects: torch.Tensor, relations: torch.
     check_task(cfg)
     for name, value in (("subjects", subjects), ("relations", relations)):
         if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex():
-            raise ArgumentTypeError(f"{name} must be an integer tensor (B,), got {value!r}"[:200])
+            raise ArgumentTypeError(f"{name} must be an integer tensor (B,), got {_shown(value)}")
     gen = _gen(seed)
     subjects, relations = subjects.cpu().long(), relations.cpu().long()  # (B,), (B,)
     if subjects.shape != relations.shape or subjects.ndim != 1:
@@ -236,7 +237,7 @@ def prompt_probability(cfg: TaskConfig, tokens: torch.Tensor) -> torch.Tensor:
     """
     check_task(cfg)
     if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.is_complex():
-        raise ArgumentTypeError(f"tokens must be an integer tensor (B, T), got {tokens!r}"[:200])
+        raise ArgumentTypeError(f"tokens must be an integer tensor (B, T), got {_shown(tokens)}")
     tokens = tokens.cpu().long()  # (B, T)
     if tokens.ndim != 2 or tokens.shape[1] != cfg.T:
         raise ValueError(f"tokens must have shape (B, T) with T = {cfg.T}; got {tuple(tokens.shape)}")
@@ -279,8 +280,7 @@ def evaluate_population(model: Callable[[torch.Tensor], torch.Tensor], cfg: Task
     Every pair is covered (not a random subset of pairs); for each, the positions of s and r and the noise
     tokens are drawn ``repeats`` times. A prompt counts as right when the argmax logit is a*(s, r).
     """
-    if not callable(model):
-        raise ArgumentTypeError(f"model must be a function of tokens (B, T) -> logits (B, R D), got {model!r}"[:200])
+    check_function("model", model, "a function of tokens (B, T) -> logits (B, R D)")
     table = check_table(cfg, table)
     repeats = check_int("repeats", repeats, 1)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -313,7 +313,7 @@ def token_names(cfg: TaskConfig, tokens: torch.Tensor) -> list[str]:
     """Readable names of input tokens (one prompt, (T,)): s3, r1, n7, EOS."""
     check_task(cfg)
     if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.ndim != 1:
-        raise ArgumentTypeError(f"tokens must be a 1-D integer tensor (one prompt), got {tokens!r}"[:200])
+        raise ArgumentTypeError(f"tokens must be a 1-D integer tensor (one prompt), got {_shown(tokens)}")
     names = []
     for t in tokens.tolist():
         if t < cfg.S:

@@ -36,6 +36,8 @@ CHUNK_ELEMS = 1 << 19
 
 def many_to_one_targets(N: int, M: int) -> torch.Tensor:
     """f*(x) = floor(x M / N): N inputs onto M outputs in equal blocks (Fig. 6); M = N gives f*(x) = x. (N,)"""
+    N, M = check_int("N", N, 1), check_int("M", M, 1)
+    check_allocation({"N": N}, N, torch.int64, "the targets (N,)")
     return torch.arange(N) * M // N
 
 

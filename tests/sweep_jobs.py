@@ -37,3 +37,10 @@ def dying_square(job: dict) -> dict:
     if job.get("die"):
         os.kill(os.getpid(), 9)
     return square(job)
+
+
+def tensor_result(job: dict):
+    """A job whose result is not JSON: a torch tensor."""
+    import torch
+
+    return torch.ones(2) * job["x"]

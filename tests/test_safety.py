@@ -470,6 +470,7 @@ import warnings  # noqa: E402
 
 import sweep_jobs  # noqa: E402
 from factlib import bounds, task  # noqa: E402
+from factlib.train import many_to_one_targets as memory_targets  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -888,6 +889,19 @@ NAMED = [
     ("fitted_constant empty", lambda: capacity.fitted_constant([], []), ValueError, r"^params and N must"),
     ("fitted_constant NaN", lambda: capacity.fitted_constant([math.nan], [3]), ValueError, r"^params must"),
     ("bounds figure d", lambda: reproduce("bounds", **TINY), ValueError, r"^d is not used by figure bounds"),
+    ("find_capacity None", lambda: capacity.find_capacity(None, 1, 10), TypeError, r"^succeeds must be a function"),
+    ("min_bits None", lambda: bounds.min_bits(None), TypeError, r"^accuracy_at must be a function"),
+    ("head_loads S 0", lambda: bounds.head_loads(0, 2), ValueError, r"^S must"),
+    ("head_loads huge", lambda: bounds.head_loads(10**5, 10**5), ValueError, r"^S \+ R must be <= 4096"),
+    ("predicted_curve NaN", lambda: dynamics.predicted_curve(DYN, [math.nan]), ValueError, r"^steps must"),
+    ("assign_heads None", lambda: constructions.assign_heads(None, 2), TypeError, r"^task must"),
+    ("code_blocks share 2", lambda: constructions.code_blocks(8, 2.0), ValueError, r"^subject_share must"),
+    ("check_device xla", lambda: config.check_device("xla"), ValueError, r"^device must"),
+    ("job_key not JSON", lambda: sweeps.job_key({"x": {1}}), TypeError, r"^job must be a dict of JSON values"),
+    ("many_to_one_targets N 0", lambda: memory_targets(0, 1), ValueError, r"^N must"),
+    ("many_to_one_targets huge", lambda: memory_targets(10**12, 2), ValueError, r"^N = 1000000000000: .* 8.0 TB"),
+    ("prompt_probability floats", lambda: task.prompt_probability(TASK, torch.ones(2, 32)), TypeError,
+     r"^tokens must be an integer tensor \(B, T\), got a Tensor$"),
 ]
 for _address in ("ucx://127.0.0.1:8786", "tls://127.0.0.1:8786", "inproc://x", "tcp://", "tcp://host",
                  "tcp://host:port", "tcp://host:99999"):
