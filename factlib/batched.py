@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._validate import check_choice
+from ._validate import check_choice, check_float
 from .config import generator
 from .models import OneLayerTransformer
 from .streams import below, draws, run_key, subkeys
@@ -85,6 +85,7 @@ def init_weights(run, scale: float = 1.0, init: str = "release") -> dict[str, to
     """
     d, H, d_h, m = run.shape
     check_choice("init", init, INITS)
+    scale = check_float("scale", scale, 0.0)
     gen = generator(2**32 + run.seed)
 
     def normal(*shape, var):
@@ -304,10 +305,15 @@ class RunGroup:
         n = len(self)
         if self.device.type != "cpu":
             return [slice(0, n)]
-        t = self.tasks
-        width = max(t.answer_width, t.noise_width, self.m, self.H * (self.d_h + 1), self.d)
-        size = max(1, CPU_CHUNK_ELEMENTS // (batch_size * width))
+        size = max(1, CPU_CHUNK_ELEMENTS // (batch_size * self.width))
         return [slice(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+    @property
+    def width(self) -> int:
+        """The widest per-prompt tensor of a step: answers, noise tokens, MLP, pooled heads, d, or the T + 1 random
+        draws of a prompt."""
+        t = self.tasks
+        return max(t.answer_width, t.noise_width, self.m, self.H * (self.d_h + 1), self.d, t.T - 3 + t.EXTRA)
 
     def forward(self, prompts: Prompts, weights: dict[str, torch.Tensor] | None = None,
                 rows: slice = slice(None)) -> torch.Tensor:

@@ -31,12 +31,13 @@ def _scaling_jobs(config: dict) -> list[dict]:
     splits are different shapes, trained one after the other on a CPU anyway, so this costs nothing and resumes
     finer), per (d, alpha, beta, seed) (``job_per`` "seed": the finest resumption, for long CPU runs), or one per d
     (``job_per`` "d": all splits and seeds of a d searched together, which a GPU trains as one padded group,
-    ``trainer.RunGroup(mixed_shapes=True)``). Sizes (d_h, m) are rounded as ``rounding`` says (default: down, as
-    in the authors' release), and a split whose d_h or m is 0 is left out. With ``models`` in the config (a list of
+    ``trainer.RunGroup(mixed_shapes=True)``). Sizes (d_h, m) are rounded as ``_rounding`` says, and a split whose
+    d_h or m is 0 is left out. With ``models`` in the config (a list of
     ``Protocol`` fields, e.g. {"embeddings": "unit"}), one job per model as well."""
     jobs = []
     job_per = check_choice("job_per", config.get("job_per", "split"), JOB_PER)
-    rounding = config.get("rounding", "floor")
+    rounding = _rounding(config)
+    stated = {"rounding": rounding} if "embeddings" in config["protocol"] else {}  # not in jobs stored before
     for model in config.get("models", [{}]):
         for d in config["d"]:
             pairs = [[a, b] for a, b in config["alpha_beta"] if head_sizes(d, a, b, config["H"], rounding)]
@@ -45,23 +46,30 @@ def _scaling_jobs(config: dict) -> list[dict]:
             for part in parts:
                 for seed_part in seeds:
                     job = {k: v for k, v in config.items() if k not in ("d", "note", "models", "job_per")}
-                    jobs.append(job | {"d": d, "alpha_beta": part, "seeds": seed_part, "rounding": rounding,
-                                       "protocol": {**config["protocol"], **model}})
+                    jobs.append(job | stated | {"d": d, "alpha_beta": part, "seeds": seed_part,
+                                                "protocol": {**config["protocol"], **model}})
     return [job for job in jobs if job["alpha_beta"]]
+
+
+def _rounding(config: dict) -> str:
+    """How a config rounds d_h and m: its "rounding" if it says; else down, as the authors' release does, for a
+    config whose protocol names its embeddings (made since the model's choices are options), and half up for a
+    config stored before that."""
+    return config.get("rounding", "floor" if "embeddings" in config["protocol"] else "half_up")
 
 
 def _scaling_job(job: dict, device: torch.device) -> list[dict]:
     torch.set_num_threads(1)
     specs, labels = [], []
     for alpha, beta in job["alpha_beta"]:
-        d_h, m = head_sizes(job["d"], alpha, beta, job["H"], job["rounding"])
+        d_h, m = head_sizes(job["d"], alpha, beta, job["H"], _rounding(job))
         for seed in job["seeds"]:
             specs.append(SearchSpec(job["d"], job["H"], d_h, m, seed, job["variant"], job["D"]))
             labels.append({"alpha": alpha, "beta": beta})
     protocol = Protocol(**job["protocol"])
     rows = capacity_sweep(specs, job["lrs"], protocol, device=device, **job["search"])
     model = {"init": protocol.init, "eos_residual": protocol.eos_residual, "embeddings": protocol.embeddings,
-             "eval_set": protocol.eval_set, "rounding": job["rounding"]}
+             "eval_set": protocol.eval_set, "rounding": _rounding(job)}
     return [label | row | model for label, row in zip(labels, rows)]
 
 
@@ -181,3 +189,44 @@ SCALING_FIGURES: dict[str, Figure] = {
         run_job=_tradeoff_job,
     ),
 }
+
+
+# ---- the rows each job must produce: a stored record is reused only if its rows fit (``factlib.sweeps.RowSpec``) --
+
+from dataclasses import replace  # noqa: E402  (this section is added to the registry above)
+
+from .sweeps import RowSpec  # noqa: E402
+
+
+def _scaling_rows(job: dict) -> RowSpec:
+    """The rows of a capacity job (Figs. 4 left, 7-9, the ablation): one per (alpha, beta) and seed, in order,
+    repeating the job's sizes, variant and model; the capacity's counts are ints >= 0 (0: nothing stored, then
+    lr and steps are null) and its learning rate one of the job's."""
+    protocol = job["protocol"]
+    model = {"init": protocol["init"], "eos_residual": protocol["eos_residual"]}
+    if "embeddings" in protocol:  # not in the rows of jobs stored before the model's choices were options
+        model |= {"embeddings": protocol["embeddings"], "eval_set": protocol["eval_set"], "rounding": _rounding(job)}
+    fixed = []
+    for alpha, beta in job["alpha_beta"]:
+        d_h, m = head_sizes(job["d"], alpha, beta, job["H"], _rounding(job))
+        fixed += [{"alpha": alpha, "beta": beta, "d": job["d"], "H": job["H"], "d_h": d_h, "m": m, "seed": seed,
+                   "variant": job["variant"], **model} for seed in job["seeds"]]
+    count = ("int", 0, None)
+    return RowSpec(fixed, {"params": ("int", 1, None), "n": count, "rounds": count, "tried": count, "S": count,
+                           "R": count, "D": ("int", 1, None), "facts": count, "bits": ("number", 0.0, None),
+                           "lr": ("number?", min(job["lrs"]), max(job["lrs"])), "steps": ("int?", 0, None),
+                           "facts_exact": ("number?", 0.0, 1.0)})
+
+
+def _tradeoff_rows(job: dict) -> RowSpec:
+    """The rows of a Fig. 4 (right) job: one per H and seed, in order, repeating the job's sizes and lr."""
+    facts = TaskConfig(**job["task"]).num_facts
+    fixed = [{"d": job["d"], "H": H, "d_h": job["d_h"], "m": job["m"], "seed": seed, "lr": job["lr"], "facts": facts}
+             for H in job["H"] for seed in job["seeds"]]
+    unit = ("number", 0.0, 1.0)
+    return RowSpec(fixed, {"params": ("int", 1, None), "accuracy": unit, "best_accuracy": unit, "reached": "bool",
+                           "steps": ("int", 0, None)})
+
+
+SCALING_FIGURES = {name: replace(fig, rows=_tradeoff_rows if fig.run_job is _tradeoff_job else _scaling_rows)
+                   for name, fig in SCALING_FIGURES.items()}

@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import ArgumentTypeError, check_allocation, check_choice, check_float, check_int
 from .batched import EMBEDDINGS, INITS, RunGroup, cross_entropy, run_table
+from .config import check_device
 from .models import ModelConfig, OneLayerTransformer, parameter_count
 from .task import TaskConfig, evaluate_population
 from .train import adam_update_
@@ -244,6 +245,19 @@ def replay_stopping(curve, protocol: Protocol) -> tuple[bool, int]:
     return False, curve[-1][0] if curve else 0
 
 
+def check_step_size(runs: list[Run], protocol: Protocol, together: int) -> None:
+    """Refuse, from the sizes alone, runs whose training step would not fit in memory: ``together`` runs of the
+    largest task computed at once (one on a CPU, which trains a chunk of runs at a time; all of a group on a GPU),
+    each with a batch of ``protocol.batch_size`` prompts of T tokens (the random draws, int64) or of its answers."""
+    if not runs:
+        return
+    run = max(runs, key=lambda r: max(r.task.T + 1, r.task.num_answers, r.task.vocab_size))
+    width = max(run.task.T + 1, run.task.num_answers, run.task.vocab_size)
+    check_allocation({"runs at once": together, "batch_size": protocol.batch_size, "T": run.task.T,
+                      "answers": run.task.num_answers}, together * protocol.batch_size * width, torch.int64,
+                     "one training step")
+
+
 def train_runs(runs: list[Run], protocol: Protocol = Protocol(), device: torch.device | str = "cpu",
                keep_models: bool = False, max_runs: int = 256, mixed_shapes: bool | None = None
                ) -> tuple[list[Outcome], list]:
@@ -257,9 +271,13 @@ def train_runs(runs: list[Run], protocol: Protocol = Protocol(), device: torch.d
     for run in runs:
         if not isinstance(run, Run):
             raise ValueError(f"runs must be Run instances, got {type(run).__name__}")
+    if not isinstance(protocol, Protocol):
+        raise ArgumentTypeError(f"protocol must be a Protocol, got {type(protocol).__name__}")
+    device = check_device(device)
     max_runs = check_int("max_runs", max_runs, 1)
     if mixed_shapes is None:
-        mixed_shapes = torch.device(device).type != "cpu"
+        mixed_shapes = device.type != "cpu"
+    check_step_size(runs, protocol, min(len(runs), max_runs) if device.type != "cpu" else 1)
     by_shape: dict[tuple, list[int]] = defaultdict(list)
     for i, run in enumerate(runs):
         by_shape[(None if mixed_shapes else run.shape, run.task.T)].append(i)
@@ -285,6 +303,12 @@ def tradeoff_grid(task: TaskConfig, d: int, d_h: int, Hs, ms, lr: float = 1e-2, 
     of the attention's and the MLP's logits alone (``block_logits``) on ``eval_size`` fresh prompts."""
     from .models import block_logits
     from .task import sample_batch
+
+    for name, values, low in (("Hs", Hs, 1), ("ms", ms, 0)):
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
+            raise ValueError(f"{name} must be a non-empty list of integers >= {low}; got {values!r}")
+        for value in values:
+            check_int(name, value, low)
 
     runs = [Run(task, d, H, d_h, m, lr, seed) for H in Hs for m in ms]
     outcomes, models = train_runs(runs, protocol, device, keep_models=True)
