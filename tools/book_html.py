@@ -10,6 +10,8 @@
   each such figure's ``<img>`` becomes a ``<picture>`` whose phone source the browser takes at a phone width
   (:data:`PHONE_MEDIA`), and carries ``data-min-font-pt`` (tests/test_html.py computes the text's height as
   displayed from it). The browser fetches only the version it shows.
+* An explorer's summary names an equation by its label in parentheses, ``(eq-mlp-condition)``, which is all a
+  kernel knows; the book prints the equation's number there, ``(29)``, as the text around it does.
 """
 
 import base64
@@ -85,19 +87,35 @@ def picture(match, name, book, phone_name) -> str:
             f'width="{phone["width"]}" height="{phone["height"]}" />{img}</picture>')
 
 
-def add_phone_versions(app, exception):
+_EQUATION = re.compile(r'id="equation-(eq-[\w-]+)">\s*<span class="eqno">(\([^<]*\))')
+_EXPLORER = re.compile(r'<div class="fx-explorer">.*?</script></div>', re.S)
+
+
+def equation_numbers(pages) -> dict:
+    """label -> "(number)" of every numbered display equation in the pages' HTML."""
+    return {label: number for text in pages for label, number in _EQUATION.findall(text)}
+
+
+def number_equations(text: str, numbers: dict) -> str:
+    """Explorers' "(eq-label)" replaced by the equation's number."""
+    def explorer(match):
+        return re.sub(r"\((eq-[\w-]+)\)", lambda m: numbers.get(m[1], m[0]), match[0])
+
+    return _EXPLORER.sub(explorer, text)
+
+
+def finish(app, exception):
     if exception is not None or app.builder.format != "html":
         return
     outdir = Path(app.outdir)
     images = outdir / "_images"
     count = 0
-    for docname in sorted(app.env.found_docs):
-        if not _is_notebook(app, docname):
-            continue
-        page = outdir / f"{docname}.html"
-        if not page.is_file():
-            continue
-        text = page.read_text(encoding="utf8")
+    pages = {outdir / f"{docname}.html": docname for docname in sorted(app.env.found_docs)
+             if _is_notebook(app, docname) and (outdir / f"{docname}.html").is_file()}
+    texts = {page: page.read_text(encoding="utf8") for page in pages}
+    numbers = equation_numbers(texts.values())
+    for page, docname in pages.items():
+        text = number_equations(texts[page], numbers)
         for name, book in figure_versions(Path(app.env.doc2path(docname))):
             phone_name = None
             if "phone" in book:
@@ -106,11 +124,12 @@ def add_phone_versions(app, exception):
             text, n = _img_pattern(name).subn(lambda m: picture(m, name, book, phone_name), text)
             count += n
         page.write_text(text, encoding="utf8")
-    logger.info(f"[book_html] {count} figures with their smallest font size, phone versions where drawn")
+    logger.info(f"[book_html] {count} figures with their smallest font size, phone versions where drawn; "
+                f"{len(numbers)} equation numbers for the explorers")
 
 
 def setup(app):
     app.connect("source-read", hide_grading)
     # before tools/offline_static.py prunes (priority 900)
-    app.connect("build-finished", add_phone_versions, priority=600)
+    app.connect("build-finished", finish, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
