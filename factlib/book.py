@@ -23,6 +23,12 @@ def load_result(filename: str, data: Path | str = DATA) -> dict:
     return json.loads(path.read_text())
 
 
+def stored(name: str, data: Path | str = DATA) -> dict | None:
+    """The stored result ``<name>.json`` of ``data``, or None where it was not produced."""
+    path = Path(data) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def load(name: str, data: Path | str = DATA) -> dict:
     """The stored results of figure ``name``, ``{profile: result}`` for the profiles that were produced
     (``<name>-quick.json``, ``<name>-full.json``)."""
