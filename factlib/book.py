@@ -62,15 +62,18 @@ class Table:
         if bad:
             raise ValueError(f"rows: each row needs {len(columns)} cells, got {bad[0]!r}")
         self.columns, self.caption = columns, caption
-        self.numeric = [all(_is_number(row[i]) for row in rows) and bool(rows) for i in range(len(columns))]
+        # numbers (and "-" for a missing one) right-aligned, text left-aligned, cell by cell
+        self.numeric = [[_is_number(cell) or cell is None for cell in row] for row in rows]
+        self.head_numeric = [any(flags[i] for flags in self.numeric) for i in range(len(columns))]
         self.rows = [[_format(cell, formats.get(column, "")) for cell, column in zip(row, columns)] for row in rows]
 
     def _repr_html_(self) -> str:
-        def cell(tag, text, i):
-            return f'<{tag} class="{"fx-num" if self.numeric[i] else "fx-text"}">{html.escape(text)}</{tag}>'
+        def cell(tag, text, numeric):
+            return f'<{tag} class="{"fx-num" if numeric else "fx-text"}">{html.escape(text)}</{tag}>'
 
-        head = "".join(cell("th", c, i) for i, c in enumerate(self.columns))
-        body = "".join("<tr>" + "".join(cell("td", c, i) for i, c in enumerate(row)) + "</tr>" for row in self.rows)
+        head = "".join(cell("th", c, num) for c, num in zip(self.columns, self.head_numeric))
+        body = "".join("<tr>" + "".join(cell("td", c, num) for c, num in zip(row, flags)) + "</tr>"
+                       for row, flags in zip(self.rows, self.numeric))
         caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
         return (f'<div class="fx-table-box"><table class="fx-table">{caption}<thead><tr>{head}</tr></thead>'
                 f"<tbody>{body}</tbody></table></div>")
@@ -78,11 +81,11 @@ class Table:
     def __repr__(self) -> str:
         widths = [max(len(c), *(len(row[i]) for row in self.rows)) for i, c in enumerate(self.columns)]
 
-        def line(cells):
-            return "  ".join(c.rjust(w) if num else c.ljust(w)
-                             for c, w, num in zip(cells, widths, self.numeric)).rstrip()
+        def line(cells, flags):
+            return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, flags)).rstrip()
 
-        lines = ([self.caption] if self.caption else []) + [line(self.columns)] + [line(row) for row in self.rows]
+        lines = ([self.caption] if self.caption else []) + [line(self.columns, self.head_numeric)]
+        lines += [line(row, flags) for row, flags in zip(self.rows, self.numeric)]
         return "\n".join(lines)
 
 

@@ -118,8 +118,14 @@ def _labels(fig) -> list:
     return labels
 
 
-def overlapping_labels(fig) -> list[tuple[str, str]]:
-    """Pairs of titles, axis labels or legends of different axes whose boxes overlap (as drawn), named by text."""
+#: the least gap (CSS px at 1x) between labels of different panels: closer, they read as one
+LABEL_GAP = 6
+
+
+def overlapping_labels(fig, tight: bool = False) -> list[tuple[str, str]]:
+    """Titles, axis labels or legends of one panel that come within :data:`LABEL_GAP` of those of another, or run
+    into another panel's axes area or (unless the figure is saved with a ``tight`` bounding box, which grows to
+    hold them) past the figure's edge, named by their text."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     boxes = []
@@ -128,19 +134,27 @@ def overlapping_labels(fig) -> list[tuple[str, str]]:
             continue
         name = artist.get_text() if isinstance(artist, mpl.text.Text) else "legend"
         boxes.append((ax, name, artist.get_window_extent(renderer)))
-    return [(a, b) for (ax1, a, box1), (ax2, b, box2) in itertools.combinations(boxes, 2)
-            if ax1 is not ax2 and box1.overlaps(box2)]
+    pad = LABEL_GAP / 2 * fig.dpi / 100
+    found = [(a, b) for (ax1, a, box1), (ax2, b, box2) in itertools.combinations(boxes, 2)
+             if ax1 is not ax2 and box1.padded(pad).overlaps(box2.padded(pad))]
+    areas = [(ax, ax.get_window_extent(renderer)) for ax in fig.axes if ax.get_visible() and ax.axison]
+    found += [(name, "another panel") for ax1, name, box in boxes for ax2, area in areas
+              if ax2 is not ax1 and box.overlaps(area)]
+    edge = fig.bbox.padded(1)
+    found += [(name, "the figure's edge") for _, name, box in boxes if not tight
+              and (box.x0 < edge.x0 or box.x1 > edge.x1 or box.y0 < edge.y0 or box.y1 > edge.y1)]
+    return found
 
 
-def check_figure(fig) -> float:
-    """Raise ``ValueError`` if ``fig`` has text below :data:`MIN_FONT_PT` or overlapping labels of different
-    axes; return its smallest font size (points)."""
+def check_figure(fig, tight: bool = False) -> float:
+    """Raise ``ValueError`` if ``fig`` has text below :data:`MIN_FONT_PT` or labels that run into each other
+    (:func:`overlapping_labels`); return its smallest font size (points)."""
     smallest = min_font_pt(fig)
     if smallest < MIN_FONT_PT:
         raise ValueError(f"fig: text of {smallest:g} pt, below the book's {MIN_FONT_PT} pt")
-    overlaps = overlapping_labels(fig)
+    overlaps = overlapping_labels(fig, tight)
     if overlaps:
-        raise ValueError(f"fig: labels of different panels overlap: {overlaps}")
+        raise ValueError(f"fig: labels that run into each other, another panel or the edge: {overlaps}")
     return smallest
 
 
@@ -182,13 +196,13 @@ def show(fig) -> None:
         width, height = _size(data)
         return base64.b64encode(data).decode("ascii"), {"width": width, "height": height}
 
-    smallest = check_figure(fig)
+    smallest = check_figure(fig, tight=True)
     data, size = encode(fig)
     book = {"min_font_pt": smallest}
     if fig.get_figwidth() > PHONE_MAX_WIDTH:
         stack_for_phone(fig)
         phone, phone_size = encode(fig)
-        book["phone"] = {"image/png": phone, **phone_size, "min_font_pt": check_figure(fig)}
+        book["phone"] = {"image/png": phone, **phone_size, "min_font_pt": check_figure(fig, tight=True)}
     text = f"<Figure size {size['width']}x{size['height']} with {len(fig.axes)} Axes>"
     plt.close(fig)
     display({"image/png": data, "text/plain": text}, raw=True, metadata={"image/png": size, "factlib": book})
