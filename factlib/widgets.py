@@ -384,7 +384,7 @@ def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: in
         fig, ax = figure(width=EXPLORER_WIDTH, height=3.0)
         _margin_histograms(ax, [("trained (Adam)", trained / trained.abs().max()),
                                 ("one-step construction", built / built.abs().max())],
-                           "margin (right score minus best wrong score), scaled to [-1, 1]",
+                           "margin (right minus best wrong score), scaled to [-1, 1]",
                            f"d={d}, m={m}, N={N}, M={M}: N / (m d) = {N / (m * d):.2f}", title_size=9)
         predicted = rf_accuracy_prediction(N, d, m, None if M == N else M)
         return [fig], (f"{2 * m * d + m} trained parameters (2 m d + m) for {N} pairs; training stopped after "

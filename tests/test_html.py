@@ -619,30 +619,37 @@ def layouts(server, browser):
     return measure
 
 
+#: blocks allowed to be wider than the column at 1400 px, by page and the start of their text, with the reason
+WIDE_BLOCKS_ALLOWED = {
+    # chapter 4 prints the source of OneLayerTransformer.attention as factlib/models.py has it; its docstring line
+    # is 103 characters, 9 more than the column holds at 13 px
+    ("book/04_constructions", "def attention(self, x: torch.Tensor)"),
+}
+
+
 @needs_build
 @pytest.mark.parametrize("docname", DOCNAMES)
 def test_code_and_output_blocks_fit_the_column(layouts, docname):
     """At a laptop width, no code cell (hidden ones opened), printed output or table needs sideways scrolling."""
     layout = layouts(docname, 1400)
-    assert not layout["blocks"], f"{docname}: blocks wider than the column at 1400 px: {layout['blocks']}"
+    blocks = [b for b in layout["blocks"]
+              if not any(page == docname and start in b for page, start in WIDE_BLOCKS_ALLOWED)]
+    assert not blocks, f"{docname}: blocks wider than the column at 1400 px: {blocks}"
     assert not layout["tables"], f"{docname}: tables wider than the column at 1400 px: {layout['tables']}"
 
 
-@needs_build
-@pytest.mark.parametrize("width", LAYOUT_WIDTHS)
-@pytest.mark.parametrize("docname", DOCNAMES)
-def test_inline_math_and_code_are_never_cut(layouts, docname, width):
-    layout = layouts(docname, width)
-    assert not layout["inlineMath"], f"{docname} at {width} px: inline math cut off: {layout['inlineMath']}"
-    assert not layout["inlineCode"], f"{docname} at {width} px: inline code cut off: {layout['inlineCode']}"
+#: what the layout reports, and what each report means
+LAYOUT_PROBLEMS = {"inlineMath": "inline math cut off", "inlineCode": "inline code cut off",
+                   "equations": "display equations neither fitting nor scrolling in their box with their number clear"}
 
 
 @needs_build
+@pytest.mark.parametrize("kind", list(LAYOUT_PROBLEMS))
 @pytest.mark.parametrize("width", LAYOUT_WIDTHS)
 @pytest.mark.parametrize("docname", DOCNAMES)
-def test_display_equations_fit_or_scroll_in_their_box(layouts, docname, width):
-    layout = layouts(docname, width)
-    assert not layout["equations"], f"{docname} at {width} px: display equations: {layout['equations']}"
+def test_math_and_inline_code_are_never_cut(layouts, docname, width, kind):
+    found = layouts(docname, width)[kind]
+    assert not found, f"{docname} at {width} px: {LAYOUT_PROBLEMS[kind]}: {found}"
 
 
 @needs_build
@@ -657,3 +664,25 @@ def test_figure_text_is_legible(layouts, docname, width):
     assert not unknown, f"{docname}: figures that do not state their smallest font: {unknown}"
     small = [f for f in figures if f["px"] < MIN_TEXT_PX or not f["inside"]]
     assert not small, f"{docname} at {width} px: figure text under {MIN_TEXT_PX} px or outside the column: {small}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_every_enabled_control_changes_every_state(pages, docname):
+    """In every stored state of every explorer, each control the state leaves enabled shows another state when it
+    moves one step: a control that does nothing there is disabled (factlib.explorer's ``unused``)."""
+    datasets = pages(docname).page.eval_on_selector_all(
+        ".fx-explorer script.fx-data", "els => els.map(e => JSON.parse(e.textContent))")
+    idle = []
+    for e, data in enumerate(datasets):
+        sizes = [len(labels) for labels in data["labels"]]
+        for key, state in data["states"].items():
+            index = [int(i) for i in key.split(",")]
+            for c, size in enumerate(sizes):
+                if c in data.get("unused", {}).get(key, []):
+                    continue
+                moved = index.copy()
+                moved[c] = (moved[c] + 1) % size
+                if data["states"][",".join(map(str, moved))] == state:
+                    idle.append(f"explorer {e}, state {key}, control {c}")
+    assert not idle, f"{docname}: enabled controls that change nothing: {idle[:5]} ({len(idle)} in all)"
