@@ -87,9 +87,10 @@ def png(fig, close: bool = True) -> tuple[bytes, int]:
     return buffer.getvalue(), width
 
 
-def _texts(fig) -> list:
-    """The texts a reader sees in ``fig``: visible, non-empty, inside the figure."""
-    fig.canvas.draw()
+def _texts(fig, drawn: bool = False) -> list:
+    """The texts a reader sees in ``fig``: visible, non-empty, inside the figure (``drawn``: as last drawn)."""
+    if not drawn:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     shown = []
     for text in fig.findobj(mpl.text.Text):
@@ -101,9 +102,9 @@ def _texts(fig) -> list:
     return shown
 
 
-def min_font_pt(fig) -> float:
-    """The smallest font size (points) among the texts shown in ``fig``."""
-    return min((text.get_fontsize() for text, _ in _texts(fig)), default=float(MIN_FONT_PT))
+def min_font_pt(fig, drawn: bool = False) -> float:
+    """The smallest font size (points) among the texts shown in ``fig`` (``drawn``: as last drawn)."""
+    return min((text.get_fontsize() for text, _ in _texts(fig, drawn)), default=float(MIN_FONT_PT))
 
 
 def _labels(fig) -> list:
@@ -122,11 +123,12 @@ def _labels(fig) -> list:
 LABEL_GAP = 6
 
 
-def overlapping_labels(fig, tight: bool = False) -> list[tuple[str, str]]:
+def overlapping_labels(fig, tight: bool = False, drawn: bool = False) -> list[tuple[str, str]]:
     """Titles, axis labels or legends of one panel that come within :data:`LABEL_GAP` of those of another, or run
     into another panel's axes area or (unless the figure is saved with a ``tight`` bounding box, which grows to
-    hold them) past the figure's edge, named by their text."""
-    fig.canvas.draw()
+    hold them) past the figure's edge, named by their text (``drawn``: as last drawn)."""
+    if not drawn:
+        fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     boxes = []
     for ax, artist in _labels(fig):
@@ -149,10 +151,11 @@ def overlapping_labels(fig, tight: bool = False) -> list[tuple[str, str]]:
 def check_figure(fig, tight: bool = False) -> float:
     """Raise ``ValueError`` if ``fig`` has text below :data:`MIN_FONT_PT` or labels that run into each other
     (:func:`overlapping_labels`); return its smallest font size (points)."""
-    smallest = min_font_pt(fig)
+    fig.canvas.draw()
+    smallest = min_font_pt(fig, drawn=True)
     if smallest < MIN_FONT_PT:
         raise ValueError(f"fig: text of {smallest:g} pt, below the book's {MIN_FONT_PT} pt")
-    overlaps = overlapping_labels(fig, tight)
+    overlaps = overlapping_labels(fig, tight, drawn=True)
     if overlaps:
         raise ValueError(f"fig: labels that run into each other, another panel or the edge: {overlaps}")
     return smallest
