@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import math
+import warnings
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -163,9 +165,21 @@ def check_figure(fig, tight: bool = False) -> float:
 
 def stack_for_phone(fig) -> None:
     """Re-lay ``fig`` for a phone: its panels (the axes of one grid) in one column, in reading order, each at its
-    height, in a figure :data:`PHONE_WIDTH` wide; every panel labels its own y ticks."""
+    height, in a figure :data:`PHONE_WIDTH` wide; every panel labels its own y ticks, and a legend of several
+    columns becomes one column (the figure grows by its extra rows)."""
     panels = [ax for ax in fig.axes if ax.get_subplotspec() is not None]
     height = fig.get_figheight()
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None and legend._ncols > 1:
+            texts = legend.get_texts()
+            extra = len(texts) - math.ceil(len(texts) / legend._ncols)
+            size = texts[0].get_fontsize()
+            anchor = legend._bbox_to_anchor  # None, or the box it was given, in axes coordinates
+            anchor = None if anchor is None else getattr(anchor, "_bbox", anchor).bounds
+            ax.legend(legend.legend_handles, [t.get_text() for t in texts], ncols=1, loc=legend._loc,
+                      bbox_to_anchor=anchor, fontsize=size, frameon=legend.get_frame_on())
+            height += extra * 1.5 * size / 72
     if panels:
         rows, cols = panels[0].get_subplotspec().get_gridspec().get_geometry()
         if cols > 1:
@@ -194,7 +208,9 @@ def show(fig) -> None:
 
     def encode(fig):
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=RESOLUTION * fig.dpi, bbox_inches="tight", pad_inches=0.05)
+        with warnings.catch_warnings():  # a layout that collapsed is an error, not a figure
+            warnings.filterwarnings("error", message="constrained_layout not applied")
+            fig.savefig(buffer, format="png", dpi=RESOLUTION * fig.dpi, bbox_inches="tight", pad_inches=0.05)
         data = buffer.getvalue()
         width, height = _size(data)
         return base64.b64encode(data).decode("ascii"), {"width": width, "height": height}
