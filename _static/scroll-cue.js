@@ -10,9 +10,19 @@
     document.querySelectorAll(SELECTOR).forEach(mark);
   }
   function start() {
-    document.querySelectorAll(SELECTOR).forEach((box) => box.addEventListener("scroll", () => mark(box)));
+    const boxes = document.querySelectorAll(SELECTOR);
+    boxes.forEach((box) => box.addEventListener("scroll", () => mark(box)));
     markAll();
+    // widths change once MathJax's fonts arrive, and with the window
+    if (document.fonts) {
+      document.fonts.ready.then(markAll);
+    }
+    window.addEventListener("load", markAll);
     window.addEventListener("resize", markAll);
+    if (window.ResizeObserver) {
+      const observer = new ResizeObserver((entries) => entries.forEach((entry) => mark(entry.target)));
+      boxes.forEach((box) => observer.observe(box));
+    }
   }
   let tries = 0;
   function whenTypeset() {

@@ -555,6 +555,15 @@ _LAYOUT = """() => {
   for (const math of article.querySelectorAll('span.math > mjx-container')) {
     const cut = shown(math) && cutBy(math);
     if (cut) out.inlineMath.push(`${where(math.parentElement)} (cut by ${cut})`);
+    // a formula's box scrolls only when the formula is wider than the column, and then says so
+    const box = math.parentElement, scrolls = box.scrollWidth > box.clientWidth + 1;
+    const block = box.parentElement.closest('p, li, dd, dt, td, th, div, section, article');
+    const blockStyle = getComputedStyle(block);
+    const room = block.clientWidth - parseFloat(blockStyle.paddingLeft) - parseFloat(blockStyle.paddingRight);
+    if (shown(box) && scrolls && box.offsetWidth < room - 1)
+      out.inlineMath.push(`${where(box)} (scrolls by ${box.scrollWidth - box.clientWidth} px in a line with room)`);
+    if (shown(box) && scrolls !== box.classList.contains('scroll-more-right'))
+      out.inlineMath.push(`${where(box)} (scroll cue ${scrolls ? 'missing' : 'without anything to scroll'})`);
   }
   for (const code of article.querySelectorAll('code')) {
     const cut = !code.closest('pre') && shown(code) && cutBy(code);
@@ -574,7 +583,7 @@ _LAYOUT = """() => {
     if (e.left < colLeft - 1 || e.right > colRight + 1) problems.push('its box leaves the column');
     if (wide && !((overflow === 'auto' || overflow === 'scroll') && eq.scrollWidth >= m.width - 1))
       problems.push('cut without scrolling');
-    if (wide && !eq.classList.contains('scroll-more-right')) problems.push('no scroll cue');
+    if (wide !== eq.classList.contains('scroll-more-right')) problems.push(wide ? 'no scroll cue' : 'a cue with nothing to scroll');
     if (n && !(n.left >= e.right - 1 || n.right <= e.left + 1 || n.top >= e.bottom - 1 || n.bottom <= e.top + 1))
       problems.push('its number lies over it');
     if (n && n.right > colRight + 1) problems.push('its number leaves the column');
@@ -610,7 +619,7 @@ def layouts(server, browser):
                 page.evaluate("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
                 page.wait_for_load_state("networkidle", timeout=TIMEOUT_MS)
                 page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
-                page.wait_for_timeout(300)  # the scroll cues (scroll-cue.js) follow the new layout
+                page.wait_for_timeout(500)  # the scroll cues (scroll-cue.js) follow the layout and the fonts
                 measured[docname, width] = page.evaluate(_LAYOUT)
             finally:
                 page.close()
