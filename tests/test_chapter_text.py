@@ -33,11 +33,14 @@ ALLOWED: set[tuple[str, str]] = set()
 
 
 def chapter_texts(path: Path):
-    """(where, text) for every Markdown cell, code cell and text output of a chapter notebook."""
+    """(where, text) for every Markdown cell, code cell, figure caption and text output of a chapter notebook."""
     nb = json.loads(path.read_text(encoding="utf8"))
     for i, cell in enumerate(nb["cells"]):
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         yield f"cell {i} ({cell['cell_type']})", source
+        caption = cell.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("caption")
+        if caption:
+            yield f"cell {i} (figure caption)", caption
         for output in cell.get("outputs", []):
             texts = [output.get("text", "")] + [output.get("data", {}).get(k, "")
                                                   for k in ("text/plain", "text/html", "text/markdown")]
