@@ -85,8 +85,9 @@ def _webp(fig) -> tuple[str, int, float]:
     smallest font size (checked by :func:`~factlib.plots.check_figure`)."""
     from PIL import Image
 
-    font = check_figure(fig)
-    data, width = png(fig)
+    data, width = png(fig, close=False)
+    font = check_figure(fig, drawn=True)
+    plt.close(fig)
     buffer = io.BytesIO()
     Image.open(io.BytesIO(data)).save(buffer, format="WEBP", lossless=True, method=4)
     return base64.b64encode(buffer.getvalue()).decode("ascii"), width, font

@@ -150,10 +150,12 @@ def overlapping_labels(fig, tight: bool = False, drawn: bool = False) -> list[tu
     return found
 
 
-def check_figure(fig, tight: bool = False) -> float:
+def check_figure(fig, tight: bool = False, drawn: bool = False) -> float:
     """Raise ``ValueError`` if ``fig`` has text below :data:`MIN_FONT_PT` or labels that run into each other
-    (:func:`overlapping_labels`); return its smallest font size (points)."""
-    fig.canvas.draw()
+    (:func:`overlapping_labels`); return its smallest font size (points). ``drawn``: the figure was just drawn
+    or saved, so its layout is done (one drawing fewer)."""
+    if not drawn:
+        fig.canvas.draw()
     smallest = min_font_pt(fig, drawn=True)
     if smallest < MIN_FONT_PT:
         raise ValueError(f"fig: text of {smallest:g} pt, below the book's {MIN_FONT_PT} pt")
@@ -215,13 +217,12 @@ def show(fig) -> None:
         width, height = _size(data)
         return base64.b64encode(data).decode("ascii"), {"width": width, "height": height}
 
-    smallest = check_figure(fig, tight=True)
     data, size = encode(fig)
-    book = {"min_font_pt": smallest}
+    book = {"min_font_pt": check_figure(fig, tight=True, drawn=True)}
     if fig.get_figwidth() > PHONE_MAX_WIDTH:
         stack_for_phone(fig)
         phone, phone_size = encode(fig)
-        book["phone"] = {"image/png": phone, **phone_size, "min_font_pt": check_figure(fig, tight=True)}
+        book["phone"] = {"image/png": phone, **phone_size, "min_font_pt": check_figure(fig, tight=True, drawn=True)}
     text = f"<Figure size {size['width']}x{size['height']} with {len(fig.axes)} Axes>"
     plt.close(fig)
     display({"image/png": data, "text/plain": text}, raw=True, metadata={"image/png": size, "factlib": book})
