@@ -85,6 +85,13 @@ def test_aligned_equations_get_an_environment_mathjax_accepts(body, aligned):
     assert out.count("\\begin{aligned}") == out.count("\\end{aligned} \\tag{1}$$") == int(aligned), out
 
 
+def test_equation_labels_in_code_comments_become_numbers():
+    code = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+            "source": "x = f(1)  # eq. (a b), as (eq-a-b) says\ns = '# eq. (a b) in a string'\n%timeit x\n"}
+    out = convert_chapters({"01_t": nb(md("# T\n\n$$x$$ (eq-a-b)\n"), code)})["01_t"]["cells"][1]["source"]
+    assert out.startswith("x = f(1)  # eq. (1), as (eq. (1)) says\ns = '# eq. (a b) in a string'\n")
+
+
 def _chapters():
     return {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "book").glob("0[0-9]_*.ipynb"))}
 
@@ -94,6 +101,13 @@ def test_the_chapters_convert_with_no_myst_left():
         left = [m.group(0) for c in notebook["cells"] if c["cell_type"] == "markdown"
                 for m in MYST_LEFT.finditer(c["source"])]
         assert not left, f"{doc}: MyST left: {left[:5]}"
+
+
+def test_the_chapters_code_comments_name_no_label():
+    for doc, notebook in convert_chapters(_chapters()).items():
+        for cell in notebook["cells"]:
+            if cell["cell_type"] == "code":
+                assert not re.search(r"#.*(eq\. \([A-Za-z]|\beq-\w)", cell["source"]), (doc, cell["source"][:200])
 
 
 def test_the_chapters_math_has_no_quote_marker_and_no_bare_alignment():

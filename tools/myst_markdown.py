@@ -15,14 +15,18 @@ its chapters), so that "Exercise 14" or equation (12) in a student's notebook is
 - inside a quotation, every equation is written on one line, so that the quotation's ``>`` markers never land inside
   the math (JupyterLab and nbconvert take the math out before they parse the Markdown);
 - ``{eq}`` becomes (n), ``{prf:ref}`` and ``{numref}`` "Theorem n" or "Figure n", ``{ref}`` the section's title,
-  ``{doc}`` the chapter's title, citations author-year from references.bib.
+  ``{doc}`` the chapter's title, citations author-year from references.bib;
+- in code comments, an equation named by its label (``eq. (prompt probability)``, ``(eq-selection)``) becomes
+  ``eq. (n)``.
 
 A reference to a label that no chapter defines raises ValueError.
 """
 from __future__ import annotations
 
 import copy
+import io
 import re
+import tokenize
 from collections import Counter
 from pathlib import Path
 
@@ -42,6 +46,8 @@ _DISPLAY_MATH = re.compile(r"\$\$(?P<body>(?:(?!\$\$).)+?)\$\$(?:[ \t]*\((?P<lab
 # Code (left alone) or math: display, or inline (which never spans a blank line).
 _CODE_OR_MATH = re.compile(r"(?P<fence>^(?P<ticks>`{3,}).*?^(?P=ticks)[ \t]*$)|(?P<code>`[^`\n]+`)"
                            r"|(?P<math>\$\$(?:(?!\$\$).)+?\$\$|\$(?:[^$\n]|\n(?![ \t]*(?:>[ \t]*)?\n))+?\$)", re.M | re.S)
+# An equation named in a code comment by its label: "eq. (prompt probability)", "eq-selection".
+_COMMENT_EQUATION = re.compile(r"eq\. \((?P<words>[A-Za-z][\w -]*)\)|\b(?P<label>eq-[\w-]+)")
 _ENVIRONMENT = re.compile(r"\\begin\{(?P<name>[\w*]+)\}.*?\\end\{(?P=name)\}", re.S)
 # Everything numbered, in document order: a directive's opening line or a labelled display equation.
 _NUMBERED_ITEM = re.compile(_OPEN.pattern + "|" + _LABELLED_MATH.pattern, re.M | re.S)
@@ -215,6 +221,22 @@ class Converter:
         return _ROLE.sub(self._role, text)
 
 
+    def code(self, source: str) -> str:
+        """A code cell's source with the equation labels in its comments replaced by their numbers."""
+        try:
+            comments = [t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT]
+        except (tokenize.TokenError, SyntaxError):  # not Python (a cell magic): left alone
+            return source
+        lines = source.split("\n")
+        for token in reversed(comments):
+            row, col = token.start
+            line = lines[row - 1]
+            comment = _COMMENT_EQUATION.sub(
+                lambda m: "eq. " + self._label(m["label"] or "eq-" + m["words"].replace(" ", "-")), token.string)
+            lines[row - 1] = line[:col] + comment + line[col + len(token.string):]
+        return "\n".join(lines)
+
+
 def convert_chapters(notebooks: dict[str, dict], bib: Path = ROOT / "references.bib") -> dict[str, dict]:
     """docname -> notebook (nbformat dict), in book order -> the same notebooks with plain-Markdown cells."""
     labels = book_labels({doc: nb["cells"] for doc, nb in notebooks.items()})
@@ -225,5 +247,7 @@ def convert_chapters(notebooks: dict[str, dict], bib: Path = ROOT / "references.
         for cell in nb["cells"]:
             if cell["cell_type"] == "markdown":
                 cell["source"] = converter.markdown("".join(cell["source"]))
+            elif cell["cell_type"] == "code":
+                cell["source"] = converter.code("".join(cell["source"]))
         out[doc] = nb
     return out
