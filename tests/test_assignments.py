@@ -127,7 +127,8 @@ def test_release_reads_as_markdown_with_the_books_numbers(course):
     """JupyterLab does not render MyST: the release's markdown is plain (tools/myst_markdown.py), numbered as in the
     HTML book (chapter 3's first exercise is the book's 14th)."""
     path = CHAPTERS["ch03"]
-    markdown = "\n".join(source(c) for c in cells(course / "release" / "ch03" / path.name) if c["cell_type"] == "markdown")
+    release = cells(course / "release" / "ch03" / path.name)
+    markdown = "\n".join(source(c) for c in release if c["cell_type"] == "markdown")
     assert "> **Exercise 14 (A prompt sampler).**" in markdown
     left = re.findall(r"^`{3,}\{|\{(?:eq|prf:ref|ref|numref|doc|cite:[tp])\}`", markdown, re.M)
     assert not left, left[:5]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from chapter_solutions import chapter_solutions
 from factlib import bounds, capacity, memory
 from factlib import task as ft
 from factlib.checks import ch1, ch2, ch3, ch6, ch7
@@ -25,15 +26,7 @@ LIMIT = "1.5"  # seconds per check in these tests
 SLACK_S = 4.0  # fork, kill and reap on a busy two-core machine
 
 
-def _hebbian(E, U, targets):
-    return U[targets].T @ E
-
-
-def _capacity(params, c):
-    N = 2.0  # Newton's method on c N ln N = params
-    for _ in range(100):
-        N -= (c * N * math.log(N) - params) / (c * (math.log(N) + 1))
-    return N
+_capacity = chapter_solutions(1)["test_predicted_capacity"]  # the chapter's own solution
 
 
 def _swallows_everything(params, c):
@@ -217,7 +210,8 @@ KERNEL_CODE = {
     "setup": "import os, time, torch\nfrom factlib.checks import ch1\n"
              "os.environ['FACTLIB_CHECK_TIMEOUT'] = '2'\n"
              "torch.set_num_threads(2)\n"
-             "x = torch.randn(800, 800)\nfor _ in range(5):\n    x = torch.tanh(x @ x / 800)  # torch's thread pool in use",
+             "x = torch.randn(800, 800)\n"
+             "for _ in range(5):\n    x = torch.tanh(x @ x / 800)  # torch's thread pool in use",
     "pass": "ch1.test_hebbian_memory(lambda E, U, t: U[t].T @ E)",
     "loop": "ch1.test_predicted_capacity(lambda p, c: sum(range(10**12)))",
     "wrong": "ch1.test_hebbian_memory(lambda E, U, t: (U[t].T @ E).T)",

@@ -266,7 +266,8 @@ def nbgrader(*args: str, course: Path, env: dict | None = None, timeout: float |
 
 def students_with_work(course: Path, aid: str) -> list[str]:
     """Students with a submission of ``aid`` in the course: in submitted/ or autograded/, or in the gradebook."""
-    students = {path.parent.name for folder in ("submitted", "autograded") for path in (course / folder).glob(f"*/{aid}")}
+    students = {path.parent.name for folder in ("submitted", "autograded")
+                for path in (course / folder).glob(f"*/{aid}")}
     if (course / "gradebook.db").exists():
         from nbgrader.api import Gradebook, MissingEntry
 

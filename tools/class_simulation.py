@@ -13,8 +13,8 @@ submits five notebooks:
 - ``loop``: the reference whose first exercise function never returns (``while True: pass``);
 
 runs ``nbgrader autograde <chapter> --student <name>`` for each, timed, then ``nbgrader generate_feedback``, and
-prints one Markdown row per submission: the autograded score, the reason the first test that lost points gives,
-and the seconds autograding took.
+prints one Markdown row per submission: the autograded score, the seconds autograding took (wall and CPU, with the
+machine's load average), and the reason the first test that lost points gives.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import sys
 import tempfile
@@ -40,7 +41,8 @@ WRONG = {
     "ch04": ("ex-param-count-code", "def my_parameter_count(d, H, d_h, m):\n    return 4 * H * d_h * d + m * d\n\n"
                                     "m_equal = 4 * 8 * 8 * 32 // (2 * 32)\n"),
     "ch05": ("ex-fit-scaling-code", "def fit_scaling(params, facts):\n"
-                                    "    return np.polyfit(params, facts, 1)[0], float(np.median(np.divide(facts, params)))\n"),
+                                    "    slope = np.polyfit(params, facts, 1)[0]\n"
+                                    "    return slope, float(np.median(np.divide(facts, params)))\n"),
     "ch06": ("ex-dyn-partial-losses-code",
              "def my_partial_losses(logits, answers, D):\n"
              "    p = torch.softmax(logits, dim=-1).reshape(len(answers), -1, D)\n"
@@ -121,13 +123,17 @@ def score(course: Path, aid: str, student: str) -> tuple[float, float]:
 
 
 def autograde(course: Path, aid: str, student: str, env: dict) -> dict:
-    """``nbgrader autograde`` of one submission, timed: its score, maximum, seconds, reason and nbgrader's log."""
+    """``nbgrader autograde`` of one submission, timed: its score, maximum, wall seconds, CPU seconds (nbgrader, its
+    kernel and the checkers' processes together, which a busy machine does not inflate), reason and nbgrader's log."""
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     done = assignments.nbgrader("autograde", aid, "--student", student, "--force", course=course, env=env,
                                 timeout=900)
     seconds = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     got, best = score(course, aid, student)
     return {"assignment": aid, "student": student, "score": got, "max": best, "seconds": seconds,
+            "cpu": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime,
             "reason": reason(course, aid, student), "log": done.stdout + done.stderr}
 
 
@@ -160,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     assignments.build(course, aids)
     print(f"course generated in {course} ({time.monotonic() - start:.0f} s); "
           f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}", flush=True)
-    print("| assignment | student | score | autograde (s) | first reason for lost points |")
-    print("|---|---|---|---|---|")
+    print("| assignment | student | score | autograde wall (s) | CPU (s) | load | first reason for lost points |")
+    print("|---|---|---|---|---|---|---|")
     for row in simulate(course, aids, env):
         print(f"| {row['assignment']} | {row['student']} | {row['score']:g} / {row['max']:g} | {row['seconds']:.1f} "
-              f"| {row['reason'].replace('|', '/')[:110]} |", flush=True)
+              f"| {row['cpu']:.1f} | {os.getloadavg()[0]:.1f} | {row['reason'].replace('|', '/')[:110]} |", flush=True)
     return 0
 
 

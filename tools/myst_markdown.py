@@ -45,7 +45,8 @@ _ROLE = re.compile(r"\{(?P<role>eq|prf:ref|ref|numref|doc|cite:t|cite:p)\}`(?P<t
 _DISPLAY_MATH = re.compile(r"\$\$(?P<body>(?:(?!\$\$).)+?)\$\$(?:[ \t]*\((?P<label>[\w-]+)\))?", re.S)
 # Code (left alone) or math: display, or inline (which never spans a blank line).
 _CODE_OR_MATH = re.compile(r"(?P<fence>^(?P<ticks>`{3,}).*?^(?P=ticks)[ \t]*$)|(?P<code>`[^`\n]+`)"
-                           r"|(?P<math>\$\$(?:(?!\$\$).)+?\$\$|\$(?:[^$\n]|\n(?![ \t]*(?:>[ \t]*)?\n))+?\$)", re.M | re.S)
+                           r"|(?P<math>\$\$(?:(?!\$\$).)+?\$\$"
+                           r"|\$(?:[^$\n]|\n(?![ \t]*(?:>[ \t]*)?\n))+?\$)", re.M | re.S)
 # An equation named in a code comment by its label: "eq. (prompt probability)", "eq-selection".
 _COMMENT_EQUATION = re.compile(r"eq\. \((?P<words>[A-Za-z][\w -]*)\)|\b(?P<label>eq-[\w-]+)")
 _ENVIRONMENT = re.compile(r"\\begin\{(?P<name>[\w*]+)\}.*?\\end\{(?P=name)\}", re.S)
