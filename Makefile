@@ -89,5 +89,6 @@ lab: venv
 	JUPYTER_CONFIG_PATH="$(CURDIR)/tools/jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
 		$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(LAB_DIR)" $(LAB_ARGS)
 
+# _assignments/ is left alone: it holds a course's submissions and grades (delete it by hand to start a course afresh)
 clean:
-	rm -rf _build .pytest_cache _assignments
+	rm -rf _build .pytest_cache
