@@ -82,20 +82,36 @@ def predicted_exponents(alpha: float) -> dict[str, float]:
     return {"n": (alpha - 1) / alpha, "counts_d": (alpha - 1) / (2 * alpha), "threshold_d": alpha - 1}
 
 
-def hutter_constant(alpha: float) -> float:
-    """C_alpha = 8 / e + alpha / (alpha - 1): E L <= C_alpha n^(-(alpha-1)/alpha) in Theorem "counts" (chapter 8)."""
+def infinite_memory_bounds(alpha: float, n: int, N: int) -> tuple[float, float]:
+    """Theorem "infinite memory" (chapter 8): c_alpha n^(-a) <= sum_z p(z) (1 - p(z))^n <= (1/e + alpha/(alpha-1))
+    n^(-a), a = (alpha - 1) / alpha, for Zipf(alpha) over N tokens and n >= 2. The lower bound, with
+    c_alpha = 2^(-alpha-2) H^(-1/alpha) / (alpha - 1) and H = sum_z z^(-alpha), needs the vocabulary to reach past
+    the tokens a sample sees, N + 1 >= 2^(1/(alpha-1)) ceil(z_n) with z_n = (n / H)^(1/alpha) >= 1; 0 otherwise."""
+    alpha = _alpha(alpha)
+    n, N = check_int("n", n, 2), check_int("N", N, 1, MAX_TOKENS)
+    rate = (alpha - 1) / alpha
+    upper = (1 / math.e + alpha / (alpha - 1)) * n ** (-rate)
+    H = float((torch.arange(1, N + 1, dtype=torch.float64) ** (-alpha)).sum())
+    z_n = (n / H) ** (1 / alpha)
+    if z_n < 1 or N + 1 < 2 ** (1 / (alpha - 1)) * math.ceil(z_n):
+        return 0.0, upper
+    return 2 ** (-alpha - 2) * H ** (-1 / alpha) / (alpha - 1) * n ** (-rate), upper
+
+
+def counts_constant(alpha: float) -> float:
+    """C_alpha = 8 / e + alpha / (alpha - 1), the sample term of Theorem "counts" (chapter 8)."""
     alpha = _alpha(alpha)
     return 8 / math.e + alpha / (alpha - 1)
 
 
 def counts_bound(alpha: float, n: int, d: int, M: int) -> float:
     """The right-hand side of Theorem "counts" (chapter 8): the expected loss of q(z) = n_z / n is at most
-    C_alpha n^(-(alpha-1)/alpha) + alpha/(alpha-1) (72 ln((M-1) d) / d)^((alpha-1)/(2 alpha)) + M^2 e^(-d/8)."""
+    C_alpha n^(-(alpha-1)/alpha) + alpha/(alpha-1) (72 ln((M-1) d) / d)^((alpha-1)/(2 alpha)) + 1/d + M^2 e^(-d/8)."""
     alpha = _alpha(alpha)
     n, d, M = check_int("n", n, 1), check_int("d", d, 2), check_int("M", M, 2)
     rate = (alpha - 1) / alpha
     tau = 72 * math.log((M - 1) * d) / d
-    return (hutter_constant(alpha) * n ** (-rate) + alpha / (alpha - 1) * min(1.0, tau) ** (rate / 2)
+    return (counts_constant(alpha) * n ** (-rate) + alpha / (alpha - 1) * min(1.0, tau) ** (rate / 2) + 1 / d
             + M * M * math.exp(-d / 8))
 
 

@@ -111,6 +111,8 @@ def separated(E: torch.Tensor, U: torch.Tensor, learner: str, kappa: float, gd: 
     then a lower bound); ``gd`` holds the gradient-descent recipe {"lr", "steps"}."""
     check_choice("learner", learner, LEARNERS)
     kappa = check_float("kappa", kappa, 0.0)
+    if learner == "gd" and (not isinstance(gd, dict) or {"lr", "steps"} - set(gd)):
+        raise ValueError(f"the gd learner needs gd = {{'lr': ..., 'steps': ...}}; got {gd!r}")
     targets = torch.arange(E.shape[0])
     if learner == "optimal":
         if kappa == 0.0:
