@@ -34,7 +34,7 @@ WEIGHTS_FULL = {**WEIGHTS_QUICK, "seeds": list(range(10))}
 
 #: two tokens with overlap rho and frequencies (0.9, 0.1); Zipf problems with correlated embeddings (N > d)
 #: that can be stored ("separable", N < 2 d) and that cannot ("under")
-MARGINS_QUICK = {"two_token": {"rho": [0.0, 0.99], "p1": 0.9, "lr": [3.0, 30.0], "steps": 400},
+MARGINS_QUICK = {"two_token": {"rho": [0.0, 0.5, 0.9, 0.99], "p1": 0.9, "lr": [3.0, 30.0], "steps": 400},
                  "separable": {"N": 12, "M": 3, "d": 8, "alpha": 1.5, "steps": 3000, "lr": [1.0, 3.0, 10.0, 30.0, 100.0],
                                "seeds": [0, 1, 2]},
                  "under": {"N": 64, "M": 4, "d": 8, "alpha": 1.5, "steps": 3000, "lr": [1.0, 10.0, 100.0],
@@ -52,9 +52,9 @@ SHARP_QUICK = {"seeds": [0, 1, 2], "gd": SHARP_GD, "series": [
     {"learner": "optimal", "kappas": [0.0], "d": [8]}]}
 SHARP_FULL = {"seeds": [0, 1, 2, 3, 4], "gd": SHARP_GD, "series": [
     {"learner": "hebbian", "kappas": [0.0, 1.0], "d": [8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256]},
-    {"learner": "gd", "kappas": [0.0, 1.0], "d": [8, 11, 16, 22, 32, 45]},
-    {"learner": "optimal", "kappas": [1.0], "d": [8, 11, 16, 22, 32]},
-    {"learner": "optimal", "kappas": [0.0], "d": [8, 11]}]}
+    {"learner": "gd", "kappas": [0.0, 1.0], "d": [8, 11, 16, 22, 32, 45, 64]},
+    {"learner": "optimal", "kappas": [1.0], "d": [8, 11, 16, 22, 32, 45]},
+    {"learner": "optimal", "kappas": [0.0], "d": [8, 11, 16]}]}
 
 #: S = 64 subjects with Zipf exponent 1 (or uniform), R = 4, D = 8, prompts of T = 16; models with H = 8 heads,
 #: d_h = d / 8 and m = d (alpha = beta = 1 of chapter 5), Adam at 1e-2, batch 256
