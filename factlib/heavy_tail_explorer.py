@@ -12,10 +12,11 @@ from .heavy_tails import (SCHEMES, HeavyTailProblem, memory_weights, predicted_e
 from .plots import COLORS, figure
 
 
-def scaling_explorer(alpha: float = 1.5, d: int = 512, n: int = 4096, scheme: str = "threshold", N: int = 1024,
+def scaling_explorer(alpha: float = 1.5, d: int = 512, n: int = 4096, scheme: str = "threshold", N: int = 512,
                      M: int = 4, keep_per_d: float = 0.25, seed: int = 0) -> Explorer:
     """Chapter 8: one draw of N Zipf(alpha) tokens with M answers, a sample of n, a d x d memory of scheme q(z)
-    (the threshold scheme keeps d / 4 tokens); every token by rank and probability, marked stored and recalled."""
+    (the threshold scheme keeps d / 4 tokens); every token by rank and probability, marked stored and recalled (the
+    marks are named in the summary, which keeps the stored images small)."""
     controls = {
         "alpha": w.SelectionSlider(options=[1.25, 1.5, 2.0, 2.5, 3.0], value=alpha, description="alpha",
                                    continuous_update=False),
@@ -36,27 +37,26 @@ def scaling_explorer(alpha: float = 1.5, d: int = 512, n: int = 4096, scheme: st
         stored = q > 0
         rank = np.arange(1, N + 1)
         loss = float((p * (~hit).double()).sum())
-        fig, ax = figure(width=5.6, height=3.0)
-        groups = [(~stored & ~hit, "not stored, wrong", "#DDDDDD", "."),
-                  (~stored & hit, "not stored, right by chance", "#888888", "."),
-                  (stored & ~hit, "stored, not recalled", COLORS[1], "x"),
-                  (stored & hit, "stored, recalled", COLORS[0], "o")]
-        for mask, label, color, marker in groups:  # drawn in this order: the stored tokens on top
-            ax.scatter(rank[mask.numpy()], p[mask].numpy(), s=12, color=color, marker=marker,
-                       label=f"{label} ({int(mask.sum())})")
+        fig, ax = figure(width=4.8, height=2.6)
+        groups = [(~stored & ~hit, "not stored, wrong (light grey)", "#DDDDDD", "."),
+                  (~stored & hit, "not stored, right by chance (grey)", "#888888", "."),
+                  (stored & ~hit, "stored, not recalled (orange x)", COLORS[1], "x"),
+                  (stored & hit, "stored, recalled (blue)", COLORS[0], "o")]
+        for mask, _, color, marker in groups:  # drawn in this order: the stored tokens on top
+            ax.scatter(rank[mask.numpy()], p[mask].numpy(), s=12, color=color, marker=marker)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("token rank $z$")
         ax.set_ylabel("probability $p(z)$")
         ax.set_title(f"{v['scheme']}: loss $L$ = {loss:.4f}")
-        ax.legend(fontsize=8, loc="lower left")
         rates = predicted_exponents(v["alpha"])
         summary = (f"alpha = {v['alpha']}, d = {v['d']}, n = {v['n']}, N = {N} tokens, M = {M} answers\n"
                    f"loss {loss:.4f}; mass never seen {float((p * (counts == 0).double()).sum()):.4f}; "
                    f"{int(stored.sum())} tokens stored of {int((counts > 0).sum())} seen\n"
+                   + "; ".join(f"{label}: {int(mask.sum())}" for mask, label, _, _ in reversed(groups)) + "\n"
                    f"predicted: n^-{rates['n']:.3f} for every scheme with d large enough; "
                    f"d^-{rates['counts_d']:.3f} (counts), d^-{rates['threshold_d']:.3f} (threshold)")
         return [fig], summary
 
     return Explorer(controls, draw, rows=[["alpha", "scheme"], ["d", "n"]],
-                    grid={"alpha": (1.5, 3.0), "d": (32, 512), "n": (256, 4096), "scheme": SCHEMES})
+                    grid={"alpha": (1.5, 3.0), "d": (32, 512), "scheme": SCHEMES})
