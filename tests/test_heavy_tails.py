@@ -150,3 +150,15 @@ def test_scaling_job_rows_and_the_d_override_is_refused():
     with pytest.raises(ValueError, match="d does not apply"):
         ht.scaling_jobs({"d": [8], "N": 8, "M": 2, "keep_per_d": 1, "seeds": [0], "alpha": [2.0],
                          "n_sweep": {"d": 8, "n": [4]}, "d_sweep": {"n": 4, "d": [8]}})
+
+
+def test_a_tie_is_an_error():
+    # orthonormal embeddings: a token not stored has every score exactly 0, a tie, which must count as an error
+    problem = ht.HeavyTailProblem(8, 2, 16, 2.0)
+    E, U = torch.eye(8, 16), torch.eye(16)[8:10]  # (8, 16), (2, 16)
+    f = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    q = torch.zeros(8, dtype=torch.float64)
+    q[0] = 1.0
+    hit = ht.recalled(problem, q, E=E, U=U, f=f)
+    assert hit.tolist() == [True] + [False] * 7
+    assert ht.memory_loss(problem, q, E=E, U=U, f=f) == pytest.approx(1 - float(problem.probabilities[0]))
