@@ -12,7 +12,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from myst_markdown import book_labels, convert_chapters  # noqa: E402
 
 HTML = ROOT / "_build" / "html" / "book"
-MYST_LEFT = re.compile(r"^(?:`{3,}|:{3,})\{|\{(?:eq|prf:ref|ref|numref|doc|cite:[tp])\}`|^\([\w-]+\)=\s*$", re.M)
+MYST_LEFT = re.compile(r"^(?:`{3,}|:{3,})\{|\{(?:eq|prf:ref|ref|numref|doc|cite:[tp]|glue(?::\w+)?)\}`"
+                       r"|^\([\w-]+\)=\s*$", re.M)
 
 
 def md(text):
@@ -33,6 +34,24 @@ TOY = {
                     "{ref}`sec-a`, {ref}`that part <sec-a>` and {doc}`01_one`, after {cite:t}`nichani2025factual` "
                     "{cite:p}`nichani2025factual`.\n```\n\n$$y$$ (eq-b)\n\n:::{note}\nNoted.\n:::\n")),
 }
+
+
+def _glued(name, plain):
+    return {"output_type": "display_data", "metadata": {"scrapbook": {"name": name, "mime_prefix":
+                                                                      "application/papermill.record/"}},
+            "data": {"application/papermill.record/text/plain": plain}}
+
+
+def test_glued_values_become_the_stored_values():
+    code = {"cell_type": "code", "metadata": {}, "source": "glue(...)", "execution_count": 1,
+            "outputs": [_glued("slope", "0.87654"), _glued("runs", "189"), _glued("law", "'S R ln(S R)'")]}
+    book = {"01_one": nb(md("# One\n\nSlope {glue:text}`slope:.2f` over {glue:text}`runs` runs; the law "
+                            "{glue:text}`law`, {glue}`slope`."), code)}
+    text = convert_chapters(book)["01_one"]["cells"][0]["source"]
+    assert text.endswith("Slope 0.88 over 189 runs; the law S R ln(S R), 0.87654."), text
+    book["01_one"]["cells"][0]["source"] += " And {glue:text}`missing`."
+    with pytest.raises(ValueError, match="glued value 'missing'"):
+        convert_chapters(book)
 
 
 def test_directives_labels_and_roles_become_plain_markdown():

@@ -17,12 +17,16 @@ its chapters), so that "Exercise 14" or equation (12) in a student's notebook is
 - ``{eq}`` becomes (n), ``{prf:ref}`` and ``{numref}`` "Theorem n" or "Figure n", ``{ref}`` the section's title,
   ``{doc}`` the chapter's title, citations author-year from references.bib;
 - in code comments, an equation named by its label (``eq. (prompt probability)``, ``(eq-selection)``) becomes
-  ``eq. (n)``.
+  ``eq. (n)``;
+- a value glued into the text (``{glue:text}`name:.3f```, ``{glue}`name``, ``{glue:md}`name``, MyST-NB) becomes
+  the value the chapter's stored outputs hold for ``name``, formatted as the role says.
 
-A reference to a label that no chapter defines raises ValueError.
+A reference to a label that no chapter defines, or to a glued value that the chapter does not store, raises
+ValueError.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import io
 import re
@@ -49,6 +53,10 @@ _CODE_OR_MATH = re.compile(r"(?P<fence>^(?P<ticks>`{3,}).*?^(?P=ticks)[ \t]*$)|(
                            r"|\$(?:[^$\n]|\n(?![ \t]*(?:>[ \t]*)?\n))+?\$)", re.M | re.S)
 # An equation named in a code comment by its label: "eq. (prompt probability)", "eq-selection".
 _COMMENT_EQUATION = re.compile(r"eq\. \((?P<words>[A-Za-z][\w -]*)\)|\b(?P<label>eq-[\w-]+)")
+# A value glued into the text: {glue}`name`, {glue:text}`name:format`, {glue:md}`name` (MyST-NB).
+_GLUE = re.compile(r"\{glue(?::(?P<kind>text|md|any))?\}`(?P<key>[^`:]+)(?::(?P<spec>[^`]+))?`")
+#: the type a glued value is stored under (``application/papermill.record/`` and the type)
+_GLUE_PREFIX = "application/papermill.record/"
 _ENVIRONMENT = re.compile(r"\\begin\{(?P<name>[\w*]+)\}.*?\\end\{(?P=name)\}", re.S)
 # Everything numbered, in document order: a directive's opening line or a labelled display equation.
 _NUMBERED_ITEM = re.compile(_OPEN.pattern + "|" + _LABELLED_MATH.pattern, re.M | re.S)
@@ -150,9 +158,43 @@ def _citations(bib: Path) -> dict[str, tuple[str, str]]:
             for key, entry in parse_file(str(bib)).entries.items()}
 
 
+def glued_values(cells: list[dict]) -> dict[str, dict[str, str]]:
+    """The values a chapter glues for its text, as its stored outputs hold them: name -> {type: text}."""
+    values = {}
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is not None:
+                values[name] = {mime[len(_GLUE_PREFIX):]: "".join(v) if isinstance(v, list) else v
+                                for mime, v in out.get("data", {}).items() if mime.startswith(_GLUE_PREFIX)}
+    return values
+
+
+def _glued_text(value: dict[str, str], kind: str | None, spec: str | None) -> str:
+    """A glued value as the book's text shows it: markdown for {glue:md}, else the plain text, formatted with
+    ``spec`` when the value is a number."""
+    if kind == "md" and "text/markdown" in value:
+        return value["text/markdown"]
+    text = value.get("text/plain", "")
+    if spec:
+        try:
+            number = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            return format(number, spec)
+    return text.strip("'\"") if kind == "text" else text
+
+
 class Converter:
     def __init__(self, labels: dict[str, str], citations: dict[str, tuple[str, str]]):
         self.labels, self.citations, self.numbering = labels, citations, Numbering()
+        self.glued: dict[str, dict[str, str]] = {}  # the values of the chapter being converted
+
+    def _glue(self, m: re.Match) -> str:
+        if m["key"] not in self.glued:
+            raise ValueError(f"glued value {m['key']!r} is not among the chapter's stored outputs")
+        return _glued_text(self.glued[m["key"]], m["kind"], m["spec"])
 
     def _label(self, target: str) -> str:
         if target not in self.labels:
@@ -219,6 +261,7 @@ class Converter:
         text = "\n".join(out)
         text = _DISPLAY_MATH.sub(self._display_math, text)
         text = _LABEL_LINE.sub(lambda m: m["heading"] or "", text)
+        text = _GLUE.sub(self._glue, text)
         return _ROLE.sub(self._role, text)
 
 
@@ -245,6 +288,7 @@ def convert_chapters(notebooks: dict[str, dict], bib: Path = ROOT / "references.
     out = {}
     for doc, nb in notebooks.items():
         nb = copy.deepcopy(nb)
+        converter.glued = glued_values(nb["cells"])
         for cell in nb["cells"]:
             if cell["cell_type"] == "markdown":
                 cell["source"] = converter.markdown("".join(cell["source"]))
