@@ -14,12 +14,11 @@ from dataclasses import dataclass, field, replace
 from .heavy_tails import scaling_job, scaling_jobs
 from .memory_optimizers import margins_job, margins_jobs, weights_job, weights_jobs
 from .models import parameter_count
-from .searches import head_sizes
 from .sharp_capacity import sharp_job, sharp_jobs
 from .sweeps import Figure, RowSpec, _json_kind, _kind_problem
 from .task import TaskConfig
 from .trainer import Run
-from .zipf_recall import recall_job, recall_jobs
+from .zipf_recall import model_sizes, recall_job, recall_jobs
 
 ALPHAS = [1.5, 2.0, 3.0]
 
@@ -183,7 +182,7 @@ def _sharp_rows(job: dict) -> RowSpec:
 def _recall_rows(job: dict) -> RowParts:
     """One row repeating the job's task and model sizes (its parameter count included); masses and a fraction."""
     task = TaskConfig(**job["task"])
-    d_h, m = head_sizes(job["d"], *job["alpha_beta"], job["H"])
+    d_h, m = model_sizes(job)
     run = Run(replace(task, subjects="uniform"), job["d"], job["H"], d_h, m, job["lr"], job["seed"])
     fixed = {"subjects": task.subjects, "exponent": task.zipf_exponent, "d": job["d"], "H": job["H"], "d_h": d_h,
              "m": m, "seed": job["seed"], "params": parameter_count(run.model_config())["total"],

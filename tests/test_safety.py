@@ -799,16 +799,7 @@ def _job_results(data: dict) -> list[tuple[dict, object]]:
     return pairs
 
 
-#: stored results whose job now makes other rows: the check is right, the result is to be recomputed (strict: once it
-#: is, the mark must go)
-STALE_RESULTS = {
-    name: "made while head_sizes rounded half up: its d = 22 rows hold d_h = 3 where the job now trains d_h = 2"
-    for name in ("zipf-recall-quick.json", "zipf-recall-full.json")}
-
-
-@pytest.mark.parametrize("path", [
-    pytest.param(path, marks=pytest.mark.xfail(reason=STALE_RESULTS[path.name], strict=True))
-    if path.name in STALE_RESULTS else path for path in _committed_figures()], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _committed_figures(), ids=lambda p: p.name)
 def test_committed_results_satisfy_their_figures_row_checks(path):
     """Every result under book/data, split by the jobs its config makes, passes its figure's row check."""
     data = json.loads(path.read_text())
