@@ -2,15 +2,23 @@
 training, the sharp capacity constant and Zipf facts in the factual recall task.
 
 Registered in ``factlib.figures.FIGURES``; ``python -m factlib reproduce scaling-laws`` runs one. Each job function
-lives in the module of its idea, so a figure's stored jobs are recomputed only when code they run changes.
+lives in the module of its idea, so a figure's stored jobs are recomputed only when code they run changes. Each figure
+states here the rows its jobs must produce (``Figure.rows``), so that a stored result that does not fit its job is
+recomputed; being outside the job modules, the checks are not part of a chapter 8 job's code hash.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field, replace
+
 from .heavy_tails import scaling_job, scaling_jobs
 from .memory_optimizers import margins_job, margins_jobs, weights_job, weights_jobs
+from .models import parameter_count
 from .sharp_capacity import sharp_job, sharp_jobs
-from .sweeps import Figure
-from .zipf_recall import recall_job, recall_jobs
+from .sweeps import Figure, RowSpec, _json_kind, _kind_problem
+from .task import TaskConfig
+from .trainer import Run
+from .zipf_recall import model_sizes, recall_job, recall_jobs
 
 ALPHAS = [1.5, 2.0, 3.0]
 
@@ -63,22 +71,144 @@ RECALL_QUICK = {"task": RECALL_TASK, "H": 8, "alpha_beta": [1, 1], "d": [8, 16, 
                 "steps": 1200, "batch_size": 256, "repeats": 8}
 RECALL_FULL = {**RECALL_QUICK, "d": [8, 11, 16, 22], "seeds": [0, 1, 2], "steps": 3000}
 
+
+# ---- the rows each job must produce (``factlib.sweeps.RowSpec``) --------------------------------------------------
+
+#: a probability mass summed in float64 (a loss, an accuracy weighted by p): the p(z) themselves sum to 1 only up to
+#: rounding (1 + 7e-16 for Zipf(3) over 2998 tokens), so a mass may pass 1 by a few ulps
+MASS = ("number", 0.0, 1.0 + 1e-9)
+UNIT = ("number", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RowParts:
+    """The rows of a job where one ``RowSpec`` does not say it all: consecutive ``parts``, each checked by
+    its own ``RowSpec`` (a row per token, then a loss row); ``tables``, keys whose value is a list of equal-length
+    lists (a margin trajectory, a thinned curve), each mapped to (its number of lists or None, the kind of each
+    column); ``single``: the job returns its one row itself, an object, not a list of rows."""
+
+    parts: tuple[RowSpec, ...]
+    tables: dict = field(default_factory=dict)
+    single: bool = False
+
+    @property
+    def fixed(self) -> list[dict]:
+        return [row for part in self.parts for row in part.fixed]
+
+    def problem(self, result) -> str | None:
+        if self.single and not isinstance(result, dict):
+            return f"its result is {_json_kind(result)}, its job returns one row (an object)"
+        rows = [result] if self.single else result
+        if not isinstance(rows, list) or len(rows) != len(self.fixed):
+            return RowSpec(self.fixed, {}).problem(rows)  # names the type or the count
+        for i, row in enumerate(rows, 1):
+            if not isinstance(row, dict):
+                continue  # the parts name it
+            for key, (length, columns) in self.tables.items():
+                if key not in row:
+                    return f"row {i}: no {key}"
+                problem = _table_problem(row[key], length, columns)
+                if problem is not None:
+                    return f"row {i}: {key} {problem}"
+        rows = [{k: v for k, v in row.items() if k not in self.tables} if isinstance(row, dict) else row
+                for row in rows]
+        start = 0
+        for part in self.parts:
+            n = len(part.fixed)
+            problem = part.problem(rows[start:start + n])
+            if problem is not None:
+                return problem if len(self.parts) == 1 else f"rows {start + 1}-{start + n}: {problem}"
+            start += n
+        return None
+
+
+def _table_problem(value, length: int | None, columns: list) -> str | None:
+    """Why ``value`` is not a list of ``length`` lists (any number if None), item j of each of kind ``columns[j]``."""
+    if not isinstance(value, list):
+        return f"is {_json_kind(value)}, not a list of lists"
+    if length is not None and len(value) != length:
+        return f"has {len(value)} entries, its job makes {length}"
+    for i, entry in enumerate(value):
+        if not isinstance(entry, list) or len(entry) != len(columns):
+            return f"[{i}] is {_json_kind(entry)}, not a list of {len(columns)}"
+        for j, (item, kind) in enumerate(zip(entry, columns)):
+            problem = _kind_problem(item, kind)
+            if problem is not None:
+                return f"[{i}][{j}] {problem}"
+    return None
+
+
+def _scaling_rows(job: dict) -> RowSpec:
+    """One row per seed, repeating the job's point and the tokens it keeps; the losses are masses."""
+    keep = max(1, int(job["keep_per_d"] * job["d"]))
+    fixed = [{"alpha": job["alpha"], "sweep": job["sweep"], "n": job["n"], "d": job["d"], "seed": seed, "keep": keep}
+             for seed in job["seeds"]]
+    return RowSpec(fixed, {"seen_tokens": ("int", 0, min(job["N"], job["n"])), "unseen": MASS, "counts": MASS,
+                           "seen": MASS, "threshold": MASS})
+
+
+def _weights_rows(job: dict) -> RowParts:
+    """Per method, in order: one row per token (its p, count, learned weight, recalled or not), then its loss."""
+    run = {"embeddings": job["embeddings"], "seed": job["seed"]}
+    parts = []
+    for method in job["methods"]:
+        parts.append(RowSpec([{**run, "method": method, "token": z} for z in range(job["N"])],
+                             {"p": UNIT, "count": ("int", 0, job["n"]), "q": "number", "recalled": "bool"}))
+        parts.append(RowSpec([{**run, "method": method, "token": None}], {"loss": MASS}))
+    return RowParts(tuple(parts))
+
+
+def _margins_rows(job: dict) -> RowParts:
+    """One row repeating the job: a two-token job's margins at every step, or a recall job's accuracy curve (pairs
+    (step, accuracy), thinned) with its best, final and first full recall."""
+    steps = job["steps"]
+    if job["kind"] == "two-token":
+        return RowParts((RowSpec([dict(job)], {}),), {"margins": (steps + 1, ["number", "number"])}, single=True)
+    step = ("int", 0, steps)
+    return RowParts((RowSpec([dict(job)], {"first_full": ("int?", 0, steps), "best": MASS, "best_step": step,
+                                              "final": MASS}),),
+                       {"curve": (None, [step, MASS])}, single=True)
+
+
+def _sharp_rows(job: dict) -> RowSpec:
+    """One row per kappa: N searched in [2, d^2 / 2] (1 when even 2 fails, as ``learner_capacity`` searches), and
+    N ln N / d^2 (0 below 2)."""
+    d = job["d"]
+    high = max(2, d * d // 2)
+    fixed = [{"learner": job["learner"], "d": d, "seed": job["seed"], "kappa": kappa} for kappa in job["kappas"]]
+    return RowSpec(fixed, {"N": ("int", 1, high), "constant": ("number", 0.0, high * math.log(high) / d ** 2)})
+
+
+def _recall_rows(job: dict) -> RowParts:
+    """One row repeating the job's task and model sizes (its parameter count included); masses and a fraction."""
+    task = TaskConfig(**job["task"])
+    d_h, m = model_sizes(job)
+    run = Run(replace(task, subjects="uniform"), job["d"], job["H"], d_h, m, job["lr"], job["seed"])
+    fixed = {"subjects": task.subjects, "exponent": task.zipf_exponent, "d": job["d"], "H": job["H"], "d_h": d_h,
+             "m": m, "seed": job["seed"], "params": parameter_count(run.model_config())["total"],
+             "facts": task.num_facts}
+    return RowParts((RowSpec([fixed], {"mass": MASS, "fraction": UNIT, "top_mass": MASS}),), single=True)
+
+
 HEAVY_TAIL_FIGURES: dict[str, Figure] = {fig.name: fig for fig in [
     Figure(name="scaling-laws",
            description="Chapter 8: loss of the memory schemes against n and d under Zipf data, alpha in {1.5, 2, 3}",
-           configs={"quick": SCALING_QUICK, "full": SCALING_FULL}, jobs=scaling_jobs, run_job=scaling_job),
+           configs={"quick": SCALING_QUICK, "full": SCALING_FULL}, jobs=scaling_jobs, run_job=scaling_job,
+           rows=_scaling_rows),
     Figure(name="optimizer-weights",
            description="Chapter 8: the weights q(z) one step, SGD with batch one, Adam and GD write, against p(z)",
            configs={"quick": WEIGHTS_QUICK, "full": WEIGHTS_FULL}, jobs=weights_jobs, run_job=weights_job,
-           dtype="float64"),
+           dtype="float64", rows=_weights_rows),
     Figure(name="margins",
            description="Chapter 8: margins over training (orthogonal / correlated, imbalanced) and recall vs step size",
            configs={"quick": MARGINS_QUICK, "full": MARGINS_FULL}, jobs=margins_jobs, run_job=margins_job,
-           dtype="float64"),
+           dtype="float64", rows=_margins_rows),
     Figure(name="sharp-capacity",
            description="Chapter 8: capacity N ln N / d^2 of optimal, trained and Hebbian memories, argmax and margin",
-           configs={"quick": SHARP_QUICK, "full": SHARP_FULL}, jobs=sharp_jobs, run_job=sharp_job, dtype="float64"),
+           configs={"quick": SHARP_QUICK, "full": SHARP_FULL}, jobs=sharp_jobs, run_job=sharp_job, dtype="float64",
+           rows=_sharp_rows),
     Figure(name="zipf-recall",
            description="Chapter 8: mass of Zipf-distributed facts a trained one-layer transformer answers, vs uniform",
-           configs={"quick": RECALL_QUICK, "full": RECALL_FULL}, jobs=recall_jobs, run_job=recall_job),
+           configs={"quick": RECALL_QUICK, "full": RECALL_FULL}, jobs=recall_jobs, run_job=recall_job,
+           rows=_recall_rows),
 ]}

@@ -26,13 +26,13 @@ from .trainer import Run
 def train_transformer(task: TaskConfig, d: int, H: int, d_h: int, m: int, lr: float, steps: int,
                       batch_size: int, seed: int) -> tuple[OneLayerTransformer, torch.Tensor]:
     """A one-layer transformer trained by Adam for ``steps`` steps on fresh batches of ``task`` (any subject
-    distribution). Embeddings, fact table and initial weights are those of chapter 5's ``trainer.Run`` with the
-    same sizes and seed (the initialisation depends on the shapes and the seed only); the batches come from
+    distribution), with unit-norm embeddings. Fact table and initial weights are those of chapter 5's ``trainer.Run``
+    with the same sizes and seed (the initialisation depends on the shapes and the seed only); the batches come from
     ``task.sample_batch`` with the generator of seed 2^33 + seed. Returns (model, fact table (S, R))."""
     steps = check_int("steps", steps, 1, 2**20)
     batch_size = check_int("batch_size", batch_size, 1, 2**16)
     run = Run(replace(task, subjects="uniform"), d, H, d_h, m, lr, seed)  # validates the sizes and lr
-    model = OneLayerTransformer(run.model_config())
+    model = OneLayerTransformer(run.model_config(normalize=True))
     with torch.no_grad():
         for name, value in init_weights(run).items():
             getattr(model, name).copy_(value.float())
@@ -77,11 +77,16 @@ def recall_jobs(config: dict) -> list[dict]:
             for subjects in ("zipf", "uniform") for d in config["d"] for seed in config["seeds"]]
 
 
+def model_sizes(job: dict) -> tuple[int, int]:
+    """(d_h, m) of a recall job's model: alpha d / H and beta d rounded half up, as its stored results were made."""
+    return head_sizes(job["d"], *job["alpha_beta"], job["H"], rounding="half_up")
+
+
 def recall_job(job: dict, device: torch.device) -> dict:
     """Train one model and measure the mass and the fraction of the facts it answers."""
     torch.set_num_threads(1)  # small models: one thread is as fast, and the numbers do not depend on the machine
     task = TaskConfig(**job["task"])
-    d_h, m = head_sizes(job["d"], *job["alpha_beta"], job["H"])
+    d_h, m = model_sizes(job)
     model, table = train_transformer(task, job["d"], job["H"], d_h, m, job["lr"], job["steps"], job["batch_size"],
                                      job["seed"])
     params = parameter_count(model.cfg)["total"]

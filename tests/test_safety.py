@@ -785,19 +785,133 @@ def _committed_figures():
                   if json.loads(p.read_text()).get("figure") in FIGURES)
 
 
+def _job_results(data: dict) -> list[tuple[dict, object]]:
+    """A stored figure result split back into (job, the result its job returned): its rows, or its one row itself
+    where the job returns a row (``single``)."""
+    fig = FIGURES[data["figure"]]
+    rows, pairs = data["rows"], []
+    for job in fig.jobs(data["provenance"]["config"]):
+        spec = fig.rows(job)
+        n = len(spec.fixed)
+        pairs.append((job, rows[0] if getattr(spec, "single", False) else rows[:n]))
+        rows = rows[n:]
+    assert rows == [], f"{len(rows)} rows left over"
+    return pairs
+
+
 @pytest.mark.parametrize("path", _committed_figures(), ids=lambda p: p.name)
 def test_committed_results_satisfy_their_figures_row_checks(path):
     """Every result under book/data, split by the jobs its config makes, passes its figure's row check."""
     data = json.loads(path.read_text())
-    fig = FIGURES[data["figure"]]
-    config = {k: v for k, v in data["provenance"]["config"].items()}
-    rows = data["rows"]
-    for job in fig.jobs(config):
-        spec = fig.rows(job)
-        n = len(spec.fixed)
-        assert spec.problem(rows[:n]) is None, (job, spec.problem(rows[:n]))
-        rows = rows[n:]
-    assert rows == []
+    check = figures.record_check(FIGURES[data["figure"]])
+    for job, result in _job_results(data):
+        assert check(job, result) is None, (job, check(job, result))
+
+
+def test_every_registered_figure_states_its_rows():
+    """A figure of the registry without ``rows`` would have its stored records reused unchecked."""
+    missing = [name for name, fig in FIGURES.items() if not callable(fig.rows)]
+    assert missing == [], f"figures without a row check: {missing}"
+
+
+_GONE = object()  # a key taken out of a row
+#: chapter 8: (figure, job of its stored quick result, where in that job's result, new value, what the check says);
+#: a wrong fixed value, a missing key, NaN and an out-of-range mass or fraction for each figure
+CORRUPTED_ROWS = [
+    ("scaling-laws", 0, (1, "n"), 65, r"^row 2: n is 65, its job has 64$"),
+    ("scaling-laws", 0, (0, "keep"), 5, r"^row 1: keep is 5, its job has 256$"),
+    ("scaling-laws", 0, (2, "threshold"), _GONE, r"^row 3: no threshold$"),
+    ("scaling-laws", 0, (0, "counts"), math.nan, r"^row 1: counts is nan, not a finite number$"),
+    ("scaling-laws", 0, (0, "unseen"), 1.5, r"^row 1: unseen = 1.5 lies outside \[0.0, 1.0+"),
+    ("scaling-laws", 0, (0, "seen_tokens"), 65, r"^row 1: seen_tokens = 65 lies outside \[0, 64\]$"),
+    ("optimizer-weights", 0, (3, "token"), 4, r"^rows 1-128: row 4: token is 4, its job has 3$"),
+    ("optimizer-weights", 0, (129, "method"), "gd", r"^rows 130-257: row 1: method is \"gd\", its job has \"SGD"),
+    ("optimizer-weights", 0, (5, "q"), _GONE, r"^rows 1-128: row 6: no q$"),
+    ("optimizer-weights", 0, (5, "q"), math.nan, r"^rows 1-128: row 6: q is nan, not a finite number$"),
+    ("optimizer-weights", 0, (0, "p"), 1.5, r"^rows 1-128: row 1: p = 1.5 lies outside \[0.0, 1.0\]$"),
+    ("optimizer-weights", 0, (128, "loss"), -0.1, r"^rows 129-129: row 1: loss = -0.1 lies outside \[0.0, 1.0+"),
+    ("optimizer-weights", 0, (7, "recalled"), 1, r"^rows 1-128: row 8: recalled is an int, not a bool$"),
+    ("margins", 0, ("rho",), 0.5, r"^row 1: rho is 0.5, its job has 0.0$"),
+    ("margins", 0, ("margins",), _GONE, r"^row 1: no margins$"),
+    ("margins", 0, ("margins", 3, 1), math.nan, r"^row 1: margins \[3\]\[1\] is nan, not a finite number$"),
+    ("margins", 8, ("seed",), 1, r"^row 1: seed is 1, its job has 0$"),
+    ("margins", 8, ("final",), _GONE, r"^row 1: no final$"),
+    ("margins", 8, ("best",), math.nan, r"^row 1: best is nan, not a finite number$"),
+    ("margins", 8, ("final",), 1.5, r"^row 1: final = 1.5 lies outside \[0.0, 1.0+"),
+    ("margins", 8, ("curve", 2, 1), 1.5, r"^row 1: curve \[2\]\[1\] = 1.5 lies outside \[0.0, 1.0+"),
+    ("margins", 8, ("best_step",), 3001, r"^row 1: best_step = 3001 lies outside \[0, 3000\]$"),
+    ("sharp-capacity", 0, (1, "kappa"), 0.0, r"^row 2: kappa is 0.0, its job has 1.0$"),
+    ("sharp-capacity", 0, (0, "N"), _GONE, r"^row 1: no N$"),
+    ("sharp-capacity", 0, (0, "constant"), math.nan, r"^row 1: constant is nan, not a finite number$"),
+    ("sharp-capacity", 0, (0, "N"), 33, r"^row 1: N = 33 lies outside \[1, 32\]$"),
+    ("zipf-recall", 0, ("subjects",), "uniform", r'^row 1: subjects is "uniform", its job has "zipf"$'),
+    ("zipf-recall", 0, ("params",), 385, r"^row 1: params is 385, its job has 384$"),
+    ("zipf-recall", 0, ("mass",), _GONE, r"^row 1: no mass$"),
+    ("zipf-recall", 0, ("fraction",), math.nan, r"^row 1: fraction is nan, not a finite number$"),
+    ("zipf-recall", 0, ("fraction",), 1.5, r"^row 1: fraction = 1.5 lies outside \[0.0, 1.0\]$"),
+]
+
+
+@pytest.mark.parametrize("name, index, where, value, message", CORRUPTED_ROWS,
+                         ids=[f"{c[0]}-{'-'.join(map(str, c[2]))}-{'gone' if c[3] is _GONE else c[3]}"
+                              for c in CORRUPTED_ROWS])
+def test_a_corrupted_chapter8_row_is_refused(name, index, where, value, message):
+    """One changed entry of an honest stored result is refused by the check its job store applies, naming it."""
+    job, result = _job_results(json.loads((REPO / "book" / "data" / f"{name}-quick.json").read_text()))[index]
+    check = figures.record_check(FIGURES[name])
+    assert check(job, result) is None
+    result = json.loads(json.dumps(result))  # a copy
+    *path, last = where
+    target = result
+    for step in path:
+        target = target[step]
+    if value is _GONE:
+        del target[last]
+    else:
+        target[last] = value
+    problem = check(job, result)
+    assert problem is not None and re.search(message, problem), problem
+
+
+@pytest.mark.parametrize("name, index", [("margins", 0), ("zipf-recall", 0), ("optimizer-weights", 0)])
+def test_a_chapter8_result_of_the_wrong_shape_is_refused(name, index):
+    """A job that returns one row (an object) is refused a list, and the others a row or a row too few."""
+    job, result = _job_results(json.loads((REPO / "book" / "data" / f"{name}-quick.json").read_text()))[index]
+    check = figures.record_check(FIGURES[name])
+    if isinstance(result, dict):
+        assert check(job, [result]) == "its result is a list, its job returns one row (an object)"
+    else:
+        assert re.fullmatch(r"its result is an object, not a list of rows", check(job, result[0]))
+        assert re.fullmatch(r"it has 515 row\(s\), its job makes 516", check(job, result[:-1]))
+
+
+#: chapter 8's figures at a few seconds' size: the rows their job functions return now fit their checks
+SMALL_CH8 = {
+    "scaling-laws": {"N": 64, "M": 4, "keep_per_d": 0.25, "alpha": [1.5], "seeds": [0, 1],
+                     "n_sweep": {"d": 16, "n": [32]}, "d_sweep": {"n": 32, "d": [8]}},
+    "optimizer-weights": {"N": 12, "M": 3, "d": 32, "alpha": 1.5, "n": 40, "embeddings": ["orthonormal", "random"],
+                          "seeds": [0], "methods": {"one step": {"method": "one-step", "lr": 1.0},
+                                                    "SGD": {"method": "sgd", "lr": 5.0},
+                                                    "Adam": {"method": "adam", "lr": 1e-2, "steps": 5},
+                                                    "GD": {"method": "gd", "lr": 10.0, "steps": 5}}},
+    "margins": {"two_token": {"rho": [0.5], "p1": 0.9, "lr": [3.0], "steps": 12},
+                "separable": {"N": 6, "M": 3, "d": 4, "alpha": 1.5, "steps": 30, "lr": [30.0], "seeds": [0]},
+                "under": {"N": 16, "M": 3, "d": 4, "alpha": 1.5, "steps": 500, "lr": [10.0], "seeds": [1]}},
+    "sharp-capacity": {"seeds": [0], "gd": {"lr": 1.0, "steps": 20}, "series": [
+        {"learner": "hebbian", "kappas": [0.0, 1.0], "d": [4]}, {"learner": "gd", "kappas": [0.0], "d": [4]},
+        {"learner": "optimal", "kappas": [0.0, 1.0], "d": [4]}]},
+    "zipf-recall": {"task": {"S": 16, "R": 4, "D": 8, "T": 16, "zipf_exponent": 1.0}, "H": 8, "alpha_beta": [1, 1],
+                    "d": [22], "seeds": [0], "lr": 1e-2, "steps": 3, "batch_size": 16, "repeats": 1},
+}
+
+
+@pytest.mark.parametrize("name", SMALL_CH8)
+def test_chapter8_jobs_make_the_rows_their_figures_state(name):
+    fig = FIGURES[name]
+    check = figures.record_check(fig)
+    for job in fig.jobs(SMALL_CH8[name]):
+        result = fig.run_job(job, device=torch.device("cpu"))
+        assert check(job, result) is None, (job, check(job, result))
 
 
 def test_committed_job_store_is_reused_whole():

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from . import checker, close, number, passed, tensor
+from . import checker, close, number, tensor
 from ..embeddings import memory_embeddings
 from ..heavy_tails import keep_threshold, unseen_mass, zipf_probabilities
 from ..memory import hebbian_memory
@@ -41,7 +41,6 @@ def test_unseen_mass(unseen_mass_fn) -> None:
                 "that is the fraction of the tokens left unseen; the loss weights each one by p(z)")
         assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12), (
             f"n = {n}, {len(p)} tokens: expected {want:.6g}, got {got:.6g}")
-    passed("test_unseen_mass")
 
 
 #: counts with ties at the boundary, more room than seen tokens, no room, and a plain case
@@ -69,7 +68,6 @@ def test_threshold_weights(threshold_weights_fn) -> None:
         assert not bool((q != want).any()), (
             f"counts {counts.tolist()}, keep {keep}: expected q = {want.int().tolist()}, got {q.int().tolist()} "
             "(s is the smallest count with at most keep tokens seen s times or more)")
-    passed("test_threshold_weights")
 
 
 def _margin_case(N: int, d: int, seed: int, scale: float):
@@ -104,4 +102,3 @@ def test_normalized_margin(normalized_margin_fn) -> None:
             f"N = {N}, d = {d}: expected {want:.6f}, got {got:.6f}")
         doubled = number(normalized_margin_fn(2 * W, E, U, targets), "normalized_margin_fn")
         assert close(doubled, got), "doubling W must not change the normalised margin"
-    passed("test_normalized_margin")
