@@ -26,11 +26,16 @@ Then these are numbers to check:
    as ``X \\cdot 10^k``. Integers inside a formula (``$d^2 \\ge 128 N L L'$``, exponents, subscripts, ``\\frac``) are
    structure, not values, and are not checked.
 
-A number is carried when one of these, of the same chapter, rounds to it at the precision it is written with
-(``0.08`` is carried by ``0.0812``, ``6`` by ``5.7``, ``4 %`` by ``0.04`` but not by ``0.029``):
+A number is carried when one of these rounds to it at the precision it is written with (``0.08`` is carried by
+``0.0812``, ``6`` by ``5.7``, ``4 %`` by ``0.04`` but not by ``0.029``):
 
 - a number printed by a code cell (streams, ``text/plain``, ``text/html``, ``text/markdown``) or glued by one
-  (MyST-NB's ``application/papermill.record`` outputs);
+  (MyST-NB's ``application/papermill.record`` outputs). A decimal, a percentage or a factor must be carried by a
+  code cell of its own section (the cells between two headings of level 1 or 2; a figure caption belongs to its
+  cell's section): a chapter prints hundreds of short decimals, and one of them elsewhere rounds to almost any
+  typed ``0.08`` or ``4.7`` by chance (``4.7`` bits typed beside a table that prints ``4.62``). An integer may be
+  carried by any cell of the chapter, since a chosen size is printed where the code uses it, not where the text
+  names it;
 - a decimal of a stored result the chapter reads (``book/data/<name>.json`` named in its code), digit for digit.
   Integers of stored results do not count: sizes, seeds and step counts fill every stored table and would carry
   almost any small integer by chance (144 facts is a capacity of one split and not of another).
@@ -100,8 +105,8 @@ def _untag(html: str) -> str:
 @dataclass
 class Chapter:
     name: str
-    markdown: list[tuple[str, str]]  # (where, text)
-    outputs: list[str]  # texts of code-cell outputs, glue records included
+    markdown: list[tuple[str, str, int]]  # (where, text, section)
+    outputs: list[tuple[str, int]]  # (text, section) of code-cell outputs, glue records included
     glued: set[str]  # names of glued values
     glue_roles: list[tuple[str, str]]  # (where, name) of every {glue:...} role
     stored: list[str]  # names of book/data results its code names
@@ -110,25 +115,28 @@ class Chapter:
 def read_chapter(path: Path) -> Chapter:
     nb = json.loads(path.read_text(encoding="utf8"))
     markdown, outputs, glued, roles, code = [], [], set(), [], []
+    section = 0
     for i, cell in enumerate(nb["cells"]):
         source = _text(cell["source"])
         if cell["cell_type"] == "markdown":
-            markdown.append((f"cell {i}", source))
+            if HEADING.search(FENCE.sub(" ", source)):
+                section += 1
+            markdown.append((f"cell {i}", source, section))
         elif cell["cell_type"] == "code":
             code.append(source)
             caption = cell.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("caption")
             if caption:
-                markdown.append((f"cell {i} (figure caption)", caption))
+                markdown.append((f"cell {i} (figure caption)", caption, section))
             for out in cell.get("outputs", []):
                 if WIDGET in out.get("data", {}):
                     continue  # an explorer's precomputed states are not numbers the chapter reports
                 if out.get("output_type") == "stream":
-                    outputs.append(_text(out.get("text")))
+                    outputs.append((_text(out.get("text")), section))
                 for mime, value in out.get("data", {}).items():
                     kind = mime[len(GLUE_PREFIX):] if mime.startswith(GLUE_PREFIX) else mime
                     if kind in TEXT_TYPES:
                         text = _text(value)
-                        outputs.append(_untag(text) if kind == "text/html" else text)
+                        outputs.append((_untag(text) if kind == "text/html" else text, section))
                 name = out.get("metadata", {}).get("scrapbook", {}).get("name")
                 if name:
                     glued.add(name)
@@ -141,6 +149,7 @@ def read_chapter(path: Path) -> Chapter:
 
 # ---- numbers of the prose ----------------------------------------------------------------------------------------
 
+HEADING = re.compile(r"^#{1,2}\s", re.M)
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
 ROLE = re.compile(r"\{[\w:.-]+\}`[^`]*`")
 FENCE = re.compile(r"^(```+|~~~+)(?!\{)[^\n]*\n.*?^\1\s*$", re.S | re.M)
@@ -287,14 +296,14 @@ def numbers_of(markdown: str, where: str = "") -> list[Number]:
 OUTPUT_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w])(\s*%)?")
 
 
-def carried_values(chapter: Chapter) -> tuple[list[tuple[float, bool]], list[float]]:
-    """(numbers printed or glued by the chapter, each with whether it was printed as a percentage; decimals of the
-    stored results it reads)."""
+def carried_values(chapter: Chapter) -> tuple[list[tuple[float, bool, int]], list[float]]:
+    """(numbers printed or glued by the chapter, each with whether it was printed as a percentage and its section;
+    decimals of the stored results it reads)."""
     printed = []
-    for text in chapter.outputs:
+    for text, section in chapter.outputs:
         for m in OUTPUT_NUMBER.finditer(text.replace(",", "")):
             value = float(m[0].rstrip("% "))
-            printed += [(value, bool(m[1])), (abs(value), bool(m[1]))]
+            printed += [(value, bool(m[1]), section), (abs(value), bool(m[1]), section)]
     stored = []
 
     def leaves(node):
@@ -324,11 +333,12 @@ def unmatched(chapter: Chapter, allowed: dict[str, dict[str, str]] | None = None
     ok_values = {(_value(k.rstrip(" %")), k.endswith("%")) for k in ok}
     printed, stored = carried_values(chapter)
     missing = []
-    for where, text in chapter.markdown:
+    for where, text, section in chapter.markdown:
         for number in numbers_of(text, where):
             if (number.value, number.kind == "percent") in ok_values:
                 continue
-            if any(number.carried_by(v, percent) for v, percent in printed):
+            local = number.kind != "integer"  # decimals, percentages, factors: carried within their section
+            if any(number.carried_by(v, percent) for v, percent, at in printed if not local or at == section):
                 continue
             if number.kind == "decimal" and any(_rounds_to(v, number.value, number.decimals)
                                                 and _decimals(repr(v)) == number.decimals for v in stored):
@@ -363,7 +373,8 @@ def test_allowed_constants_have_reasons_and_chapters():
     assert set(allowed) <= names, f"unknown sections: {sorted(set(allowed) - names)}"
     for section, entries in allowed.items():
         for number, reason in entries.items():
-            assert re.fullmatch(rf"{NUMBER}( %)?", number), f"[{section}] {number!r}: a number, or a number and ' %'"
+            assert re.fullmatch(rf"(?:{NUMBER}|{WORD})( %)?", number), \
+                f"[{section}] {number!r}: a number (in digits or a word), or a number and ' %'"
             assert len(reason.split()) >= 3, f"[{section}] {number}: give the reason it is not a measurement"
 
 
@@ -404,6 +415,30 @@ def test_percent_is_carried_as_percent_or_fraction():
     (number,) = numbers_of("about $4\\,\\%$")
     assert number.carried_by(4.2, percent=True) and number.carried_by(0.04)
     assert not number.carried_by(0.029) and not number.carried_by(4)
+
+
+def _notebook(tmp_path: Path, cells: list[tuple[str, str, str]]) -> Path:
+    """A chapter of (cell type, source, printed output) cells, written as a notebook."""
+    nb = {"cells": [
+        {"cell_type": kind, "source": source, "metadata": {}}
+        | ({"outputs": [{"output_type": "stream", "name": "stdout", "text": printed}], "execution_count": 1}
+           if kind == "code" else {})
+        for kind, source, printed in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "09_test.ipynb"
+    path.write_text(json.dumps(nb), encoding="utf8")
+    return path
+
+
+def test_decimals_are_carried_within_their_section(tmp_path):
+    # 4.7 typed beside a table that prints 4.62 is not carried by a 4.7 printed in another section; an integer is
+    path = _notebook(tmp_path, [
+        ("markdown", "## Counting\n\nat $S = 64$, $4.7$ bits and $12$ tables", ""),
+        ("code", "print(bits)", "4.62 bits a fact, S = 64"),
+        ("markdown", "## Measured\n\nabout $0.23$ bits", ""),
+        ("code", "print(ratio)", "ratio 4.7, 0.23 bits, 12 tables"),
+    ])
+    missing = [(n.where, n.text) for n in unmatched(read_chapter(path), allowed={})]
+    assert missing == [("cell 0", "4.7")]
 
 
 def main(argv: list[str]) -> int:
