@@ -39,6 +39,25 @@ def load(name: str, data: Path | str = DATA) -> dict:
     return results
 
 
+def glue(name: str, value, digits: int | None = None) -> None:
+    """Glue a measured value for the chapter's text (MyST-NB: ``{glue:text}`name:.2f``` renders it), rounded to
+    ``digits`` decimals first, so that a rounding residue of the processor never reaches the stored record; no
+    visible output. ``value``: a finite number or a string; ``digits`` None keeps a number as it is."""
+    from myst_nb import glue as myst_glue
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][\w-]*", name):
+        raise ValueError(f"name must be a word of letters, digits, '_' and '-' starting with a letter; got {name!r}")
+    if digits is not None and (isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 12):
+        raise ValueError(f"digits must be None or an integer in [0, 12]; got {digits!r}")
+    if not isinstance(value, str):
+        if isinstance(value, bool) or not hasattr(value, "__float__") or not math.isfinite(float(value)):
+            raise ValueError(f"value of {name!r} must be a finite number or a string; got {value!r}")
+        value = value.item() if hasattr(value, "item") else value  # numpy and torch scalars glue as Python numbers
+        if digits is not None:
+            value = round(float(value), digits) if digits else int(round(float(value)))
+    myst_glue(name, value, display=False)
+
+
 def model_name(result: dict) -> str:
     """The model a stored transformer result trained, from its protocol: the authors' initialisation and no EOS
     residual unless the protocol names another (a protocol that names neither trained ours, with the residual)."""

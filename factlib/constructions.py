@@ -379,14 +379,31 @@ def overlap_slope(k: int) -> float:
     return float((a2 * j * 0.5 ** (j - 1)).sum()) / 2
 
 
-def predicted_min_features(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig()) -> float:
+def answer_gap(task: TaskConfig, table: torch.Tensor | None = None) -> float:
+    """The right answer's gap under the multi-input memory's centred outputs (chapter 4, eq. "MLP condition").
+
+    Centred over the subjects, the outputs of relation r give the right answer a of a pair the score
+    1 - p_a, p_a the share of r's subjects whose answer is a, a wrong answer b of A_r the score -p_b and an
+    answer outside A_r about 0: the gap of the pair is 1 - p_a. Without a table, the average share 1/D
+    (gap 1 - 1/D); with one, the table's worst pair, 1 - max p_a over the relations whose answers vary (a relation
+    whose S answers all agree is left uncentred, and its right answer scores 1). 1 when no relation varies."""
+    _check_task(task)
+    if table is None:
+        return 1 - 1 / task.D if task.D > 1 else 1.0
+    table = check_table(task, table).cpu()
+    shares = [torch.bincount(column).max().item() / task.S for column in table.T if (column != column[0]).any()]
+    return 1 - max(shares) if shares else 1.0
+
+
+def predicted_min_features(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig(),
+                           table: torch.Tensor | None = None) -> float:
     """Features m' the multi-input MLP memory needs (chapter 4, eq. "MLP condition"); m = (k + 2) m' neurons.
 
-    A threshold estimate, no proof: with outputs centred over the subjects the right answer scores about
-    1 - 1/D and a wrong one about 0 or less, a gap g = 1 - 1/D (1 when D = 1). At finite m' the kernel's
-    fluctuations add noise of variance about 2 (S / D + S R / d) / m' (the S / D pairs that share the relation
-    and an answer, then every pair with weight 1 / d). When the S subject codes outnumber the k1 coordinates
-    of their block they overlap, and the S / D pairs sharing r and an answer leak c_s . c_s' through the
+    A threshold estimate, no proof: with outputs centred over the subjects the right answer leads every other by
+    the gap g of ``answer_gap`` (1 - 1/D on average; the worst pair of ``table`` when one is given). At finite m'
+    the kernel's fluctuations add noise of variance about 2 (S / D + S R / d) / m' (the S / D pairs that share the
+    relation and an answer, then every pair with weight 1 / d). When the S subject codes outnumber the k1
+    coordinates of their block they overlap, and the S / D pairs sharing r and an answer leak c_s . c_s' through the
     kernel's slope: a variance 2 (S / D) ``overlap_slope(k)``^2 / k1 that no m' removes. Setting the Gaussian
     tail of the gap, over the S R^2 D comparisons, to about one expected failure gives
     m' = 2 (S / D + S R / d) / (g^2 / (2 ln(S R^2 D)) - floor); inf when the floor leaves no room.
@@ -397,15 +414,16 @@ def predicted_min_features(task: TaskConfig, d: int, cfg: ConstructionConfig = C
         raise ArgumentTypeError(f"cfg must be a ConstructionConfig, got {type(cfg).__name__}")
     sub, _ = code_blocks(d, cfg.subject_share)
     k1 = sub.stop - sub.start
-    gap = 1 - 1 / task.D if task.D > 1 else 1.0
+    gap = answer_gap(task, table)
     events = 2 * math.log(task.S * task.R ** 2 * task.D)
     floor = 2 * task.S / task.D * overlap_slope(cfg.feature_degree) ** 2 / k1 if task.S > k1 else 0.0
     room = gap ** 2 / events - floor
     return 2 * (task.S / task.D + task.num_facts / d) / room if room > 0 else math.inf
 
 
-def predicted_min_width(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig()) -> float:
-    """MLP width m = (k + 2) ceil(m') of the attention + MLP construction, m' from ``predicted_min_features``;
-    inf when no width suffices."""
-    features = predicted_min_features(task, d, cfg)
+def predicted_min_width(task: TaskConfig, d: int, cfg: ConstructionConfig = ConstructionConfig(),
+                        table: torch.Tensor | None = None) -> float:
+    """MLP width m = (k + 2) ceil(m') of the attention + MLP construction, m' from ``predicted_min_features`` (with
+    the gap of ``table`` when given); inf when no width suffices."""
+    features = predicted_min_features(task, d, cfg, table)
     return (cfg.feature_degree + 2) * math.ceil(features) if math.isfinite(features) else math.inf

@@ -410,6 +410,13 @@ def score_margins(gamma: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return right - wrong
 
 
+def many_to_one_targets(N: int, M: int) -> torch.Tensor:
+    """f*(x) = floor(x M / N): N inputs onto M outputs in equal blocks (Fig. 6); M = N gives f*(x) = x. (N,)"""
+    N, M = check_int("N", N, 1), check_int("M", M, 1)
+    check_allocation({"N": N}, N, torch.int64, "the targets (N,)")
+    return torch.arange(N) * M // N
+
+
 #: Hermite degrees of the kernel whose variance ``rf_noise_variance`` sums (degree j weighs d^-j: beyond 8 negligible)
 KERNEL_DEGREES = 8
 
@@ -433,6 +440,17 @@ def kernel_overlap_variance(j: int) -> int:
     return double_factorial(2 * j - 1) - (double_factorial(j - 1) ** 2 if j % 2 == 0 else 0)
 
 
+def kernel_constant(act: str) -> tuple[int, float]:
+    """(k, C_k) of an activation (chapter 2, Theorem 2): its lowest Hermite degree k >= 1 with a nonzero coefficient
+    and the constant C_k = v_k c_k^4 / S^2 of the kernel's leading term C_k N / d^(k+1) in s^2, relative to the
+    signal S = Var sigma(g) (v_k = ``kernel_overlap_variance(k)``). The ReLU: k = 1, C_1 = c_1^4 / S^2; ``relu-high``
+    k = 2; ``relu-deg4``, ``relu-deg6`` k = 4, 6. Degrees up to ``KERNEL_DEGREES``."""
+    check_choice("act", act, ACTIVATIONS)
+    mo = _activation_moments(act)
+    k = next(j for j in range(1, KERNEL_DEGREES + 1) if mo["csq"][j] > 1e-12 * mo["second"])
+    return k, kernel_overlap_variance(k) * mo["csq"][k] ** 2 / mo["var"] ** 2
+
+
 def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "relu") -> tuple[float, float]:
     """(sigma^2, tau^2) of the Gaussian model of the random-features memory, relative to its signal (chapter 2).
 
@@ -441,8 +459,10 @@ def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "
     V = Var_{e'} k(e', e) ~ sum_{j >= 1} c_j^4 Var(rho^j) + E[sigma^2] Var[sigma] / m (``kernel_overlap_variance``:
     c_1^4 / d + 2 c_2^4 / d^2 + ... + 96 c_4^4 / d^4 + ..., degrees up to KERNEL_DEGREES):
     sigma^2 = N (1/d + 1/M_block) V / S^2 + 1/d (M_block = M for a many-to-one map, M < N; absent when M = N,
-    whether M is passed or not: then no other input shares an output), and
-    tau^2 = sigma^2 + Var[sigma^2] / (m S^2) (the fluctuation of k(e_x, e_x) over the m features).
+    whether M is passed or not: then no other input shares an output; the 1/d is the wrong output's own overlap
+    u_y . u_f(x) times the signal), and
+    tau^2 = N (1/d + 1/M_block) V / S^2 + Var[sigma^2] / (m S^2): the right score has the same cross-talk and the
+    fluctuation of k(e_x, e_x) over the m features, but no overlap term (u_f(x) . u_f(x) = 1).
     """
     N, d, m = check_int("N", N, 1), check_int("d", d, 1), check_int("m", m, 1)
     mo = _activation_moments(act)
@@ -450,8 +470,8 @@ def rf_noise_variance(N: int, d: int, m: int, M: int | None = None, act: str = "
     V = kernel + mo["second"] * mo["var"] / m
     M = N if M is None else check_int("M", M, 2)
     block = 1 / M if M < N else 0.0  # the inputs sharing an output add a block term only if some do
-    sigma2 = N * (1 / d + block) * V / mo["var"] ** 2 + 1 / d
-    return sigma2, sigma2 + mo["var_sq"] / (m * mo["var"] ** 2)
+    cross_talk = N * (1 / d + block) * V / mo["var"] ** 2
+    return cross_talk + 1 / d, cross_talk + mo["var_sq"] / (m * mo["var"] ** 2)
 
 
 def rf_accuracy_prediction(N: int, d: int, m: int, M: int | None = None, act: str = "relu") -> float:
@@ -526,10 +546,14 @@ def multi_input_accuracy(X: torch.Tensor, U: torch.Tensor, table: torch.Tensor, 
     return (multi_input_scores(X, U, W1, W2, act).argmax(-1) == table).double().mean().item()
 
 
-def rf_identity_recall(N: int, d: int, m: int, seed: int = 0, act: str = "relu-deg4") -> float:
-    """Recall accuracy of ``random_features_memory`` storing f*(x) = x for N unit Gaussian inputs in R^d
-    (chapter 2, "beyond d^2"): float64, embeddings from ``memory_embeddings(N, N, d, seed)``."""
-    E, U = memory_embeddings(check_int("N", N, 2), N, check_int("d", d, 1), seed, dtype=torch.float64)
-    targets = torch.arange(N)
+def rf_recall(N: int, d: int, m: int, M: int | None = None, seed: int = 0, act: str = "relu-deg4") -> float:
+    """Recall accuracy of ``random_features_memory`` storing the balanced map f*(x) = floor(x M / N)
+    (``many_to_one_targets``; f*(x) = x when M is None or N) of N unit Gaussian inputs onto M unit Gaussian outputs
+    in R^d (chapter 2, "beyond d^2" and the many-to-one case of Theorem 2): float64, embeddings from
+    ``memory_embeddings(N, M, d, seed)``, first layer from seed + 1."""
+    N, d = check_int("N", N, 2), check_int("d", d, 1)
+    M = N if M is None else check_int("M", M, 2, N)
+    E, U = memory_embeddings(N, M, d, seed, dtype=torch.float64)  # (N, d), (M, d)
+    targets = many_to_one_targets(N, M)  # (N,)
     W1, W2 = random_features_memory(E, U, targets, m, seed + 1, act=act)
     return (rf_scores(E, U, W1, W2, act).argmax(dim=1) == targets).double().mean().item()

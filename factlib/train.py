@@ -27,18 +27,11 @@ from ._validate import check_allocation, check_choice, check_float, check_int
 from .capacity import CapacitySearch, predicted_capacity
 from .config import generator
 from .embeddings import memory_embeddings
-from .memory import TrainConfig, mlp_init, train_linear_memory, train_mlp_memory
+from .memory import TrainConfig, many_to_one_targets, mlp_init, train_linear_memory, train_mlp_memory
 
 KINDS = ("linear", "mlp")
 #: logits are computed in blocks of rows of about this many entries (2^19 floats: 2 MB, cache-resident)
 CHUNK_ELEMS = 1 << 19
-
-
-def many_to_one_targets(N: int, M: int) -> torch.Tensor:
-    """f*(x) = floor(x M / N): N inputs onto M outputs in equal blocks (Fig. 6); M = N gives f*(x) = x. (N,)"""
-    N, M = check_int("N", N, 1), check_int("M", M, 1)
-    check_allocation({"N": N}, N, torch.int64, "the targets (N,)")
-    return torch.arange(N) * M // N
 
 
 #: Adam's moment decays and epsilon (torch.optim.Adam's defaults)

@@ -185,7 +185,7 @@ def construction_explorer(construction: str = "attention_mlp", S: int = 16, R: i
     """Chapter 4: build a construction at the chosen sizes; show its accuracy on every pair, its parameter
     count and the accuracy of each block's logits alone (which block holds the facts). The MLP width m is used
     by the attention + MLP construction only: the control is off for the attention-only one."""
-    from .constructions import attention_mlp, attention_only, head_load, predicted_min_width, verify
+    from .constructions import answer_gap, attention_mlp, attention_only, head_load, predicted_min_width, verify
     from .models import ModelConfig, block_logits, parameter_count
     from .task import TaskConfig, fact_table, sample_batch
 
@@ -226,12 +226,11 @@ def construction_explorer(construction: str = "attention_mlp", S: int = 16, R: i
         if construction == "attention_only":
             lines.append("The attention-only construction has no MLP (m = 0): the MLP width m changes nothing here.")
         else:
-            # eq-mlp-condition assumes the right answer's gap 1 - 1/D; a relation that gives one answer to a share p
-            # of its subjects leaves that answer's pairs a gap of only about 1 - p
-            share = max((table[:, r] == a).float().mean().item() for r in range(R) for a in table[:, r].unique())
-            lines.append(f"MLP threshold (eq-mlp-condition) m = {predicted_min_width(task, d):.0f}; it assumes a gap "
-                         f"1 - 1/D = {1 - 1 / D:.2f}, and here one relation gives one answer to {share:.0%} of the "
-                         f"subjects (gap about {1 - share:.2f})")
+            # eq-mlp-condition at the average gap 1 - 1/D and at this table's worst pair (a relation that gives one
+            # answer to a share p of its subjects leaves that answer's pairs a gap of only about 1 - p)
+            lines.append(f"MLP threshold (eq-mlp-condition) m = {predicted_min_width(task, d):.0f} at the average gap "
+                         f"{answer_gap(task):.2f}, m = {predicted_min_width(task, d, table=table):.0f} at this "
+                         f"table's worst gap {answer_gap(task, table):.2f}")
         return [accuracy, params], "\n".join(lines)
 
     return Explorer(sliders, draw, rows=[["construction", "S", "R", "D"], ["d", "H", "d_h", "m"]],

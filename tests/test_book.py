@@ -49,6 +49,33 @@ def test_stored_results(tmp_path):
         book.load_result("other.json", tmp_path)
 
 
+def test_glue_rounds_and_records_for_the_text(monkeypatch):
+    shown = []
+    monkeypatch.setattr("myst_nb.ext.glue.ipy_display", lambda data, raw, metadata: shown.append((data, metadata)))
+    import numpy as np
+    import torch
+
+    book.glue("c_fit", np.float64(0.3412345678), 3)
+    book.glue("runs", torch.tensor(22.0), 0)
+    book.glue("label", "relu-deg4")
+    data = [d["application/papermill.record/text/plain"] for d, _ in shown]
+    assert data == ["0.341", "22", "'relu-deg4'"]
+    assert [m["scrapbook"]["name"] for _, m in shown] == ["c_fit", "runs", "label"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("bad name", 1.0), "name must be a word"),
+    (("x", float("nan")), "finite number or a string"),
+    (("x", True), "finite number or a string"),
+    (("x", [1.0]), "finite number or a string"),
+    (("x", 1.0, -1), "digits must be None or an integer"),
+    (("x", 1.0, 2.5), "digits must be None or an integer"),
+])
+def test_glue_refuses_bad_input(args, message):
+    with pytest.raises(ValueError, match=message):
+        book.glue(*args)
+
+
 def test_model_name_reads_the_protocol():
     def result(protocol):
         return {"provenance": {"config": {"protocol": protocol}}}

@@ -1,5 +1,7 @@
 """factlib.bounds: argument checks, exact values on small cases, the shape of the Fano bound, the quantiser."""
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -210,3 +212,49 @@ def test_head_loads_match_the_constructions_split():
         loads = B.head_loads(S, R)
         assert len(loads) == S + R + 1
         assert all(loads[H] == head_load(TaskConfig(S=S, R=R, D=4), H) for H in range(1, S + R + 1))
+
+
+def test_memories_of_the_bounds_figure_sit_at_the_stated_fraction_of_their_stored_capacity():
+    # chapter 7 compares the budgets of models at the same fraction of their measured capacity: the memories' N are
+    # CAPACITY_FRACTION of the capacities of seed 0 stored in the full profiles of Figure 1
+    data = Path(__file__).resolve().parent.parent / "book" / "data"
+    stored = {name: json.loads((data / f"{name}.json").read_text())["rows"]
+              for name in ("fig1-left-full", "fig1-right-full")}
+    for profile in (B.BOUNDS_QUICK, B.BOUNDS_FULL):
+        for job in profile["linear"]:
+            (capacity,) = [r["N"] for r in stored["fig1-left-full"] if r["d"] == job["d"] and r["seed"] == job["seed"]]
+            assert job["N"] == round(B.CAPACITY_FRACTION * capacity)
+        for job in profile["mlp"]:
+            (capacity,) = [r["N"] for r in stored["fig1-right-full"]
+                           if (r["d"], r["m"], r["seed"]) == (job["d"], job["m"], job["seed"])]
+            assert job["N"] == round(B.CAPACITY_FRACTION * capacity)
+
+
+def test_frozen_numbers_count_the_embedding_tables():
+    assert B.frozen_numbers({"N": 100, "d": 32}) == 2 * 100 * 32  # f*(x) = x: N inputs, N outputs
+    assert B.frozen_numbers({"N": 100, "M": 32, "d": 16}) == (100 + 32) * 16
+    # S = R = 35, D = 8 at d = 32: a vocabulary of 35 + 35 + 70 + 1 tokens and 280 answers, 13,472 numbers
+    assert B.frozen_numbers({"S": 35, "R": 35, "D": 8, "d": 32}) == 13_472
+    for bad in [{"d": 4}, {"N": 3}, [1, 2], {"N": 0, "d": 4}]:
+        with pytest.raises(ValueError):
+            B.frozen_numbers(bad)
+
+
+def test_stored_capacity_finds_the_models_own_size():
+    stored = {
+        "fig1-left-full": {"rows": [{"d": 32, "seed": 0, "N": 192}, {"d": 32, "seed": 1, "N": 185},
+                                    {"d": 16, "seed": 0, "N": 64}]},
+        "fig1-right-full": {"rows": [{"d": 16, "m": 32, "seed": 0, "N": 284}, {"d": 16, "m": 16, "seed": 0, "N": 150}]},
+        "fig4-left-quick": {"rows": [{"d": 16, "d_h": 2, "m": 16, "facts": f} for f in (144, 121, 169)]
+                            + [{"d": 16, "d_h": 8, "m": 4, "facts": 225}]},
+    }
+    assert B.stored_capacity({"model": "linear", "d": 32, "m": 0, "seed": 0}, stored) == 192
+    assert B.stored_capacity({"model": "mlp", "d": 16, "m": 32, "seed": 0}, stored) == 284
+    # the transformer's split, not another split with the same d: the median over the seeds
+    assert B.stored_capacity({"model": "transformer", "d": 16, "d_h": 2, "m": 16}, stored) == 144
+    with pytest.raises(ValueError, match="no capacity"):
+        B.stored_capacity({"model": "linear", "d": 64, "m": 0, "seed": 0}, stored)
+    with pytest.raises(ValueError, match="model"):
+        B.stored_capacity({"model": "hopfield"}, stored)
+    with pytest.raises(ValueError, match="fig4-left-quick"):
+        B.stored_capacity({"model": "transformer", "d": 16, "d_h": 2, "m": 16}, {})

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from factlib.constructions import (
-    ConstructionConfig, assign_heads, attention_mlp, attention_only, certified_population, code_blocks,
+    ConstructionConfig, answer_gap, assign_heads, attention_mlp, attention_only, certified_population, code_blocks,
     clean_population, head_load, overlap_slope, predicted_max_head_load, predicted_min_d, predicted_min_features, predicted_min_width,
     random_codes, smallest_size, verify, worst_case_margins,
 )
@@ -190,3 +190,21 @@ def test_predictions_move_the_right_way():
     six = ConstructionConfig(feature_degree=6)
     assert predicted_min_width(crowded, 64, six) == 8 * math.ceil(predicted_min_features(crowded, 64, six))
     assert predicted_min_width(TaskConfig(S=8192, R=8, D=8), 64) == math.inf
+
+
+def test_answer_gap_is_the_tables_worst_pair():
+    task = TaskConfig(S=8, R=2, D=4)
+    assert answer_gap(task) == 0.75  # the average share 1/D
+    table = torch.tensor([[0, 4]] * 6 + [[1, 5], [2, 6]])  # relation 0 gives answer 0 to 6 of its 8 subjects
+    assert answer_gap(task, table) == pytest.approx(1 - 6 / 8)
+    even = torch.tensor([[k % 4, 4 + k % 4] for k in range(8)])  # every answer twice: the average share
+    assert answer_gap(task, even) == pytest.approx(0.75)
+    same = torch.tensor([[0, 4 + k % 4] for k in range(8)])  # relation 0 uncentred: only relation 1 counts
+    assert answer_gap(task, same) == pytest.approx(0.75)
+    assert answer_gap(task, torch.tensor([[0, 4]] * 8)) == 1.0
+    # a smaller gap asks for a wider MLP, by the square of the ratio of gaps up to the ceiling
+    assert predicted_min_features(task, 32, table=table) == pytest.approx(
+        predicted_min_features(task, 32) * (0.75 / 0.25) ** 2)
+    assert predicted_min_width(task, 32, table=table) > predicted_min_width(task, 32)
+    with pytest.raises(ValueError, match="table must lie in A_r|A_r"):
+        answer_gap(task, torch.zeros(8, 2, dtype=torch.long))

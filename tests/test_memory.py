@@ -544,5 +544,33 @@ def test_hermite_free_coefficients():
 
 def test_degree_four_memory_stores_more_than_d_squared():
     # N = 2 d^2 associations at d = 16: the degree-4 features store them, the ReLU less degrees 0, 1 does not
-    assert memory.rf_identity_recall(512, 16, 3000, seed=0) >= 0.99
-    assert memory.rf_identity_recall(512, 16, 3000, seed=0, act="relu-high") < 0.5
+    assert memory.rf_recall(512, 16, 3000, seed=0) >= 0.99
+    assert memory.rf_recall(512, 16, 3000, seed=0, act="relu-high") < 0.5
+
+
+def test_kernel_constant_is_the_lowest_degree_of_the_kernel():
+    # the ReLU's linear part: c_1^4 / S^2 with c_1 = 1/2, S = 1/2 - 1/(2 pi) (chapter 2, eq. rf-relu)
+    k, C = memory.kernel_constant("relu")
+    assert k == 1 and C == pytest.approx(0.0625 / (0.5 - 1 / (2 * math.pi)) ** 2, rel=1e-6)
+    assert [memory.kernel_constant(a)[0] for a in ("relu-high", "relu-deg4", "relu-deg6")] == [2, 4, 6]
+    # the degree-4 features: v_4 a_4^4 with a_4 the top coefficient of the normalised g_4
+    a4 = float(memory.hermite_free_coefficients(4)[4])
+    assert memory.kernel_constant("relu-deg4")[1] == pytest.approx(96 * a4**4, rel=1e-6)
+    with pytest.raises(ValueError, match="act"):
+        memory.kernel_constant("tanh")
+
+
+def test_rf_recall_of_a_many_to_one_map_loses_to_the_block_term():
+    # N = 512 inputs at d = 32, m = 1200: with M = N (or M = d) the degree-4 memory recalls them all, with M = 2
+    # outputs the 256 inputs of each output add their kernel fluctuations (Theorem 2's m min(d, M) condition)
+    assert memory.rf_recall(512, 32, 1200, M=512, seed=0) == memory.rf_recall(512, 32, 1200, seed=0) == 1.0
+    assert memory.rf_recall(512, 32, 1200, M=32, seed=0) == 1.0
+    assert memory.rf_recall(512, 32, 1200, M=2, seed=0) < 0.95
+    with pytest.raises(ValueError, match="M"):
+        memory.rf_recall(512, 16, 100, M=1024)
+
+
+def test_right_score_has_no_overlap_term():
+    # tau^2 - sigma^2 is the features' fluctuation less the wrong output's own overlap 1/d
+    sigma2, tau2 = memory.rf_noise_variance(1000, 32, 10**12, act="relu-deg4")
+    assert tau2 == pytest.approx(sigma2 - 1 / 32, abs=1e-9)
