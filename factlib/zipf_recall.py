@@ -19,7 +19,8 @@ from .config import generator
 from .models import OneLayerTransformer, parameter_count
 from .searches import head_sizes
 from .task import TaskConfig, evaluate_population, fact_table, pair_probabilities, sample_batch
-from .trainer import Run, init_weights
+from .batched import init_weights
+from .trainer import Run
 
 
 def train_transformer(task: TaskConfig, d: int, H: int, d_h: int, m: int, lr: float, steps: int,
