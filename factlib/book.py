@@ -229,3 +229,59 @@ def release_comparison(results: Sequence[dict], default: str, others: dict[str, 
                               "median_ratio": middle}
     return Table(["d", "alpha", "beta", "seed", "P", "default", *others.values()], rows,
                  formats={"alpha": "g", "beta": "g"}, caption=f"facts S R stored at 99 %; default: {default}"), summary
+
+
+def rounding_label(row: dict) -> str:
+    """How a stored capacity row rounded d_h = alpha d / H and m = beta d: down (the release) or half up."""
+    return "d_h and m rounded down" if row.get("rounding", "half_up") == "floor" else "d_h and m rounded half up"
+
+
+def _seed_spread(rows: Sequence[dict], key) -> str:
+    """The median over sizes of ``key(row)`` for each seed: the median over seeds and the range between seeds."""
+    seeds = sorted({r["seed"] for r in rows})
+    per_seed = sorted(_median([key(r) for r in rows if r["seed"] == s]) for s in seeds)
+    if len(per_seed) == 1:
+        return f"{per_seed[0]:.3f} (one seed)"
+    return f"{_median(per_seed):.3f} (seeds: {per_seed[0]:.3f} to {per_seed[-1]:.3f})"
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return (ordered[len(ordered) // 2] + ordered[(len(ordered) - 1) // 2]) / 2
+
+
+def release_subset_text(result: dict | None, name: str) -> str:
+    """Markdown that reports a stored capacity sweep at the paper's protocol on the release's model (``result``,
+    as ``stored(name)`` gives it), every number read from it: the values of d covered, facts and bits per
+    parameter (median over sizes, per seed, then over seeds with the range between seeds), and, from three values
+    of d on, the slopes with their intervals and the law they admit. ``result`` None: says the sweep is not stored."""
+    if result is None:
+        return (f"The subset on the release's model (`{name}`: N(0, 1/d) embeddings, d_h and m rounded down, "
+                "three seeds) is not stored yet; this section relies on the subset with unit-norm embeddings above.")
+    rows = result["rows"]
+    if not rows:
+        raise ValueError(f"result: the stored sweep {name} has no rows")
+    ds = sorted({r["d"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    splits = sorted({(r["alpha"], r["beta"]) for r in rows}, reverse=True)
+    lines = [f"The subset on the release's model (`{name}`: {model_label(rows[0])}, {rounding_label(rows[0])}) "
+             f"covers d = {', '.join(map(str, ds))}, the splits "
+             f"{', '.join(f'({a:g}, {b:g})' for a, b in splits)} and seeds {', '.join(map(str, seeds))} "
+             f"({len(rows)} sizes and seeds).",
+             f"- facts per parameter, median over the sizes: {_seed_spread(rows, lambda r: r['facts'] / r['params'])}",
+             f"- bits per parameter, median over the sizes: {_seed_spread(rows, lambda r: r['bits'] / r['params'])}"]
+    fits = slopes_with_intervals(rows) if len(ds) >= 3 else None
+    if fits is None:
+        lines.append(f"- slopes: not fitted before three values of d are stored ({len(ds)} so far)")
+        return "\n".join(lines)
+    for response in LAWS:
+        for how in ("all", "within"):
+            fit = fits.get((response, how))
+            if fit:
+                lines.append(f"- slope of {LAWS[response].split(' = ')[0]} against P, "
+                             f"{'across splits' if how == 'all' else 'within splits'}: {fit['slope']:.2f} "
+                             f"[{fit['low']:.2f}, {fit['high']:.2f}] (95 % bootstrap over {fit['units']} "
+                             "(alpha, beta, seed) families)")
+    if all((response, "within") in fits for response in LAWS):
+        lines.append(f"- the laws the intervals admit: {law_verdict(fits)}")
+    return "\n".join(lines)

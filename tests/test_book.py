@@ -208,3 +208,27 @@ def test_slopes_and_the_law_they_admit():
     log_rows = [dict(r, facts=round(solve(0.5 * r["params"]))) for r in rows]
     assert book.law_verdict(book.slopes_with_intervals(log_rows)).startswith("S R ln(S R) = c P")
     assert book.slopes_with_intervals(rows[:2]) is None
+
+
+def test_release_subset_text_reads_what_is_stored(tmp_path):
+    name = "fig4-left-full-cpu"
+    absent = book.release_subset_text(book.stored(name, tmp_path), name)
+    assert "not stored" in absent and not any(ch.isdigit() for ch in absent.replace(name, "").replace("N(0, 1/d)", ""))
+    rows = [dict(_row(d, 0.15 * P * (1 + 0.02 * s), P, seed=s, alpha=a, beta=a), bits=0.45 * P * (1 + 0.02 * s),
+                 embeddings="gaussian", rounding="floor")
+            for s in range(3) for a in (0.5, 1, 2) for d, P in ((8, 300 * a), (11, 600 * a), (16, 1500 * a))]
+    (tmp_path / f"{name}.json").write_text(json.dumps({"rows": [r for r in rows if r["d"] < 16]}))
+    two = book.release_subset_text(book.stored(name, tmp_path), name)
+    assert "d = 8, 11," in two and "N(0, 1/d) embeddings" in two and "rounded down" in two
+    assert "seeds 0, 1, 2" in two and "not fitted before three values of d are stored (2 so far)" in two
+    from statistics import median
+
+    per_seed = sorted(median(r["facts"] / r["params"] for r in rows if r["seed"] == s and r["d"] < 16)
+                      for s in range(3))
+    assert f"{per_seed[1]:.3f} (seeds: {per_seed[0]:.3f} to {per_seed[2]:.3f})" in two
+    (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
+    three = book.release_subset_text(book.stored(name, tmp_path), name)
+    assert "d = 8, 11, 16," in three and "within splits: 1.0" in three and "9 (alpha, beta, seed) families" in three
+    assert "the laws the intervals admit: S R = c P" in three
+    with pytest.raises(ValueError, match="no rows"):
+        book.release_subset_text({"rows": []}, name)
