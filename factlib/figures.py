@@ -22,6 +22,7 @@ from . import __version__
 from ._validate import ArgumentTypeError, check_choice, check_int
 from .config import device as pick_device, resolve_profile
 from .bounds import BOUNDS_FIGURE
+from .induction_figures import INDUCTION_FIGURES
 from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
 from .sweeps import (Figure, ResultStore, SweepStats, check_executor, exclusive, run_sweep,
@@ -381,6 +382,7 @@ def _run_figure(fig: Figure, profile: str, config: dict, jobs: list[dict], dev: 
 # memories and transformers, defined with the bounds it is compared to) join the registry.
 FIGURES.update(SCALING_FIGURES)
 FIGURES[BOUNDS_FIGURE.name] = BOUNDS_FIGURE
+FIGURES.update(INDUCTION_FIGURES)
 
 
 def reproduce_reduced(figure: str, out: str, note: str, executor: str = "inline", workers: int | None = None,
