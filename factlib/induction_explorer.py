@@ -54,7 +54,7 @@ def attention_explorer(model: InductionTransformer, snapshots: dict[int, dict], 
             logits, maps = probe(batch.inputs[b:b + 1], attention=True)
         beta = maps[v["layer"] - 1][0, v["head"]].numpy()  # (T, T)
         chars = [repr(c)[1:-1] if c != " " else "␣" for c in stats.decode(batch.inputs[b])]
-        fig, ax = figure(width=6.4, height=6.0)
+        fig, ax = figure(width=5.2, height=4.8)
         image = ax.imshow(beta, cmap="viridis", vmin=0, vmax=1)
         ax.set_xticks(range(len(chars)), chars, fontsize=8)
         ax.set_yticks(range(len(chars)), chars, fontsize=8)
