@@ -11,7 +11,7 @@ import warnings
 
 from .config import DEVICES, PROFILES
 from .figures import FIGURES, reproduce
-from .sweeps import EXECUTORS, StoreLocked
+from .sweeps import EXECUTORS, StoreLocked, WorkerDied
 
 
 def _parse_int(name: str, text: str) -> int:
@@ -46,7 +46,8 @@ def _add_reproduce(sub) -> None:
     rep.add_argument("--profile", help=f"one of: {', '.join(PROFILES)} (default: $FACTLIB_PROFILE, else quick)")
     rep.add_argument("--device", default="auto", help=f"one of: {', '.join(DEVICES)} (default auto)")
     rep.add_argument("--out", help="write the results here as JSON (and resume from <out>.jobs.jsonl)")
-    rep.add_argument("--d", help="comma-separated embedding dimensions, each in [2, 4096] (default: the profile's)")
+    rep.add_argument("--d", help="comma-separated embedding dimensions, each in [2, 4096] (default: the profile's); "
+                     "a size that does not fit in memory is refused before any job runs (README: sweeps and stores)")
     rep.add_argument("--seeds", help="number of seeds, in [1, 1000] (default: the profile's)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_executor_arguments(rep)
@@ -102,8 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return args.run(args, parser)
         except (ValueError, TypeError, StoreLocked) as err:  # a bad argument, path or store: one line, status 2
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {_one_line(err)}", file=sys.stderr)
             return 2
+        except (WorkerDied, OSError) as err:  # the run failed (a worker killed, a disk full...): one line, status 1
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return 1
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

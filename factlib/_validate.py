@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+#: the most memory (bytes) one computation may ask for: the public ranges are set so that a run fits in a machine
+#: of 24 GiB with room for Python, torch and the rest; ``check_allocation`` refuses anything larger before it starts
+MAX_BYTES = 16 * 2**30
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -81,6 +85,28 @@ def check_dtype(name: str, value):
     return value
 
 
+def check_allocation(args: Mapping[str, object], elements: int, dtype, what: str) -> int:
+    """Return the bytes ``elements`` numbers of ``dtype`` (a torch dtype) take, or raise ValueError if that exceeds
+    ``MAX_BYTES``: the message starts with the arguments the size comes from (``args``: name -> value, e.g.
+    ``{"n": n, "d": d}``), says what would be allocated (``what``) and how many bytes it would need.
+
+    Called with the sizes of the arguments, before any tensor is made: a run too large for this machine stops at
+    once with the reason, not after minutes of swapping or with the operating system's kill."""
+    need = int(elements) * dtype.itemsize
+    if need > MAX_BYTES:
+        named = ", ".join(f"{name} = {value}" for name, value in args.items())
+        kind = str(dtype).replace("torch.", "")
+        raise ValueError(f"{named}: {what} would need {format_bytes(need)} ({need} bytes: {int(elements)} {kind} "
+                         f"numbers); at most {MAX_BYTES} bytes ({MAX_BYTES / 2**30:g} GiB, factlib._validate.MAX_BYTES) "
+                         "fits")
+    return need
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes in GB (10^9 bytes) with one decimal, or TB beyond 10^12: the unit of an error message."""
+    return f"{n / 1e12:.1f} TB" if n >= 1e12 else f"{n / 1e9:.1f} GB"
+
+
 def _is_scalar(value) -> bool:
     """A one-element array or tensor (numpy, torch): usable as a number."""
     size = getattr(value, "size", None)
@@ -90,9 +116,16 @@ def _is_scalar(value) -> bool:
 
 
 def _shown(value) -> str:
-    """How a rejected value is named in a message: its repr if short, else its type."""
+    """How a rejected value is named in a message: its repr if short and on one line, else its type."""
     text = repr(value)
-    return text if len(text) <= 60 else f"a {type(value).__name__}"
+    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
+
+
+def check_function(name: str, value, what: str):
+    """Return ``value`` if it is callable, else raise ``ArgumentTypeError`` naming ``name`` (``what``: its role)."""
+    if not callable(value):
+        raise ArgumentTypeError(f"{name} must be {what}, got {_shown(value)}")
+    return value
 
 
 def _range(low, high, low_open=False) -> str:

@@ -3,8 +3,9 @@
 Prints JSON with: this machine's fp32 matrix-product GFLOP/s (a large square product, and a batched product of
 the shape that dominates the trainer: (runs, N, d) x (runs, d, M) with small d); the trainer's achieved GFLOP/s
 on a fixed MLP-memory workload (FLOPs of its matrix products, counted from the shapes, over wall time); their
-ratios; the batched transformer trainer's run-steps per second and GFLOP/s at Figure 4's shapes, for 1, 8 and
-64 runs on 1 and 2 threads, against a matrix product of its largest product's shape (``transformer``); and the wall
+ratios; the batched transformer trainer's run-steps per second and GFLOP/s at Figure 4's shapes for d = 8, 16 and
+32, with 1, 8 and 64 runs on 1 and 2 threads, against a square matrix product on as many threads (``transformer``);
+and the wall
 time of every quick-profile capacity figure through ``reproduce``. With ``baseline``, also
 the same searches run directly by the engine and by the plain loop (one configuration and one learning rate at a
 time, ``train.plain_capacity``), with the number of trainings each needed.
@@ -18,20 +19,23 @@ import torch
 
 from . import __version__
 from ._validate import check_choice
+from .batched import RunGroup, step_flops
 from .config import device as pick_device
 from .embeddings import memory_embeddings
 from .figures import FIGURES, _recipe, job_problems, reproduce
 from .memory import TrainConfig
 from .task import TaskConfig
-from .train import adam_update_, many_to_one_targets, memory_capacities, mlp_init, plain_capacity, train_memories
-from .trainer import Run, RunGroup, step_flops
+from .train import many_to_one_targets, memory_capacities, mlp_init, plain_capacity, train_memories
+from .trainer import Run, train_step
 
 CAPACITY_FIGURES = ("fig1-left", "fig1-right", "fig6")
 
-#: the transformer workload: Figure 4 (left)'s shapes at d = 16, alpha = beta = 1 (H = 8, d_h = 2, m = 16) on
-#: S = R = 16, D = 8, batch 1024, for 1, 8 and 64 runs in flight, on 1 and 2 threads
-TRANSFORMER = {"d": 16, "H": 8, "d_h": 2, "m": 16, "S": 16, "R": 16, "D": 8, "batch_size": 1024,
-               "runs": (1, 8, 64), "threads": (1, 2)}
+#: the transformer workload: Figure 4 (left)'s shapes at alpha = beta = 1 (H = 8, d_h = d / 8, m = d), each on the
+#: S = R task at about its capacity under the paper's protocol (64, 225 and 841 facts), D = 8, batch 1024, for 1, 8
+#: and 64 runs in flight on 1 and 2 threads
+TRANSFORMER = {"shapes": ({"d": 8, "d_h": 1, "m": 8, "S": 8}, {"d": 16, "d_h": 2, "m": 16, "S": 15},
+                          {"d": 32, "d_h": 4, "m": 32, "S": 29}),
+               "H": 8, "D": 8, "batch_size": 1024, "runs": (1, 8, 64), "threads": (1, 2)}
 
 #: the trainer workload: R MLP memories (d, m) on N = M associations, a fixed number of steps, no early stop
 WORKLOAD = {"runs": 8, "N": 512, "d": 16, "m": 64, "steps": 200}
@@ -92,57 +96,46 @@ def trainer_gflops(dev: torch.device) -> dict[str, float]:
     return {"gflops": round(res.flops / elapsed / 1e9, 2), "ms_per_step": round(1e3 * elapsed / (w["steps"] + 1), 3)}
 
 
-def _transformer_task() -> TaskConfig:
-    return TaskConfig(S=TRANSFORMER["S"], R=TRANSFORMER["R"], D=TRANSFORMER["D"])
-
-
-def _transformer_flops() -> int:
-    w, task = TRANSFORMER, _transformer_task()
-    return step_flops(w["d"], w["H"], w["d_h"], w["m"], task.vocab_size, task.num_answers, w["batch_size"])
+def _transformer_flops(shape: dict) -> int:
+    """Matrix-product FLOPs of one run-step at ``shape`` (``trainer.step_flops``)."""
+    w, task = TRANSFORMER, TaskConfig(S=shape["S"], R=shape["S"], D=TRANSFORMER["D"])
+    return step_flops(shape["d"], w["H"], shape["d_h"], shape["m"], task.vocab_size, task.num_answers,
+                      w["batch_size"], noise=task.n_noise)
 
 
 def transformer_bench(dev: torch.device, min_time: float = 2.0) -> list[dict]:
-    """The batched transformer trainer (``factlib.trainer``) on ``TRANSFORMER``: training steps (sample, forward,
-    backward, Adam; no evaluation) of every run, per second, and GFLOP/s of its matrix products against the
-    rate of the step's largest product alone (the unembedding, (runs, B, d) x (runs, d, R D)) at the same shape and
-    thread count."""
-    w, task = TRANSFORMER, _transformer_task()
+    """The batched transformer trainer on ``TRANSFORMER``: training steps (sample, forward, backward, Adam; no
+    evaluation) of every run, per second, and the GFLOP/s of its matrix products (``step_flops``: the useful work,
+    padding excluded) against the limit, a square 1024 x 1024 fp32 product on the same number of threads."""
+    w = TRANSFORMER
     B = w["batch_size"]
-    flops = _transformer_flops()
     threads_before = torch.get_num_threads()
     out = []
     try:
         for threads in w["threads"]:
             torch.set_num_threads(threads)
-            for n in w["runs"]:
-                group = RunGroup([Run(task, w["d"], w["H"], w["d_h"], w["m"], 1e-2, seed) for seed in range(n)], dev)
-                moments = (torch.zeros_like(group.flat), torch.zeros_like(group.flat))
-                grad = torch.empty_like(group.flat)
-                chunks = group.chunks(B)
-
-                def step(t):
-                    for rows in chunks:
-                        s, r, noise, answers = group.sample_parts(t, B, rows=rows)
-                        grad[rows] = group.loss_and_grad(group.counts(s, r, noise, rows), answers, rows)[1]
-                    adam_update_(group.flat, grad, moments, group.lr[:, None], t)
-
-                step(1)
-                _sync(dev)
-                t, start = 1, time.perf_counter()
-                while time.perf_counter() - start < min_time or t < 4:
-                    t += 1
-                    step(t)
+            limit = matmul_gflops(dev)["square_1024"]
+            for shape in w["shapes"]:
+                task = TaskConfig(S=shape["S"], R=shape["S"], D=w["D"])
+                flops = _transformer_flops(shape)
+                for n in w["runs"]:
+                    group = RunGroup([Run(task, shape["d"], w["H"], shape["d_h"], shape["m"], 1e-2, seed)
+                                      for seed in range(n)], dev)
+                    moments = (torch.zeros_like(group.flat), torch.zeros_like(group.flat))
+                    grad = torch.empty_like(group.flat)
+                    chunks = group.chunks(B)
+                    train_step(group, chunks, grad, moments, 1, B)
                     _sync(dev)
-                rate = n * (t - 1) / (time.perf_counter() - start)
-                h = torch.randn(n, B, w["d"], device=dev)
-                U = torch.randn(n, task.num_answers, w["d"], device=dev)
-                logits = torch.empty(n, B, task.num_answers, device=dev)
-                matmul = _rate(lambda: torch.bmm(h, U.transpose(1, 2), out=logits),
-                               2.0 * n * B * w["d"] * task.num_answers, dev)
-                gflops = rate * flops / 1e9
-                out.append({"runs": n, "threads": threads, "d": w["d"], "run_steps_per_s": round(rate, 1),
-                            "gflops": round(gflops, 2), "same_shape_matmul_gflops": round(matmul, 2),
-                            "ratio_to_same_shape_matmul": round(gflops / matmul, 3)})
+                    t, start = 1, time.perf_counter()
+                    while time.perf_counter() - start < min_time or t < 4:
+                        t += 1
+                        train_step(group, chunks, grad, moments, t, B)
+                        _sync(dev)
+                    rate = n * (t - 1) / (time.perf_counter() - start)
+                    gflops = rate * flops / 1e9
+                    out.append({"d": shape["d"], "facts": task.num_facts, "runs": n, "threads": threads,
+                                "run_steps_per_s": round(rate, 1), "gflops": round(gflops, 2),
+                                "square_matmul_gflops": round(limit, 2), "ratio_to_limit": round(gflops / limit, 3)})
     finally:
         torch.set_num_threads(threads_before)
     return out
@@ -185,7 +178,8 @@ def bench(device: str = "auto", figures: tuple[str, ...] = CAPACITY_FIGURES, bas
         "trainer": {"workload": WORKLOAD, **trainer},
         "ratio_to_square_matmul": round(trainer["gflops"] / square, 3),
         "ratio_to_same_shape_matmul": round(trainer["gflops"] / batched, 3),
-        "transformer_workload": {**TRANSFORMER, "flops_per_run_step": _transformer_flops()},
+        "transformer_workload": {**TRANSFORMER, "flops_per_run_step": [_transformer_flops(shape)
+                                                                         for shape in TRANSFORMER["shapes"]]},
         "transformer": transformer_bench(dev) if transformer else [],
         "figures_quick_s": {},
     }

@@ -21,15 +21,16 @@ from collections.abc import Callable
 
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import check_choice, check_float, check_function, check_int
 from .constructions import predicted_max_head_load, predicted_min_d, predicted_min_width
 from .embeddings import memory_embeddings
 from .memory import TrainConfig, mlp_forward, recall_accuracy, train_linear_memory, train_mlp_memory
 from .models import parameter_count
-from .scaling import Protocol, Run, run_table, train_runs, variant_task
-from .sweeps import Figure
+from .searches import variant_task
+from .sweeps import Figure, RowSpec
 from .task import TaskConfig, all_pairs, prompts_for_pairs
 from .train import _first_layer, linear_problem, mlp_problem
+from .trainer import Protocol, Run, run_table, train_runs
 
 #: the largest precision ``quantize`` and ``min_bits`` accept
 MAX_BITS = 24
@@ -133,10 +134,18 @@ def variant_bounds(variant: str, n: int, p: float, accuracy: float = 1.0, D: int
 CONSTRUCTION_NAMES = ("attention_only", "attention_mlp")
 
 
+#: the most tokens (S + R) ``head_loads`` (and so ``construction_parameters``) takes: its cost grows as (S + R)^2,
+#: about 6 s at 4096
+MAX_HEAD_TOKENS = 4096
+
+
 def head_loads(S: int, R: int) -> list[int]:
     """The largest head load of ``constructions.assign_heads`` for every H = 0 .. S + R (index H; entry 0 unused),
     by arithmetic instead of building the split: relations on H_r heads, subjects on H - H_r, H_r minimising the
-    larger of ceil(R / H_r) and ceil(S / (H - H_r)); one head holds everything."""
+    larger of ceil(R / H_r) and ceil(S / (H - H_r)); one head holds everything. S + R <= ``MAX_HEAD_TOKENS``."""
+    S, R = check_int("S", S, 1), check_int("R", R, 1)
+    if S + R > MAX_HEAD_TOKENS:
+        raise ValueError(f"S + R must be <= {MAX_HEAD_TOKENS} (the head loads take (S + R)^2 steps); got {S} + {R}")
     loads = [S + R, S + R]
     for H in range(2, S + R + 1):
         loads.append(min(max(-(-R // h), -(-S // (H - h))) for h in range(1, H)))
@@ -216,6 +225,7 @@ def min_bits(accuracy_at: Callable[[int], float], threshold: float = 0.99, max_b
     for every precision up to ``max_bits`` (accuracy need not be monotone in p: one lucky rounding at a low p
     does not count). ``accuracy_at(p)`` returns the accuracy at p bits. Returns (p_min or None, the accuracy
     at each p = 1 .. max_bits)."""
+    check_function("accuracy_at", accuracy_at, "a function p -> accuracy")
     threshold = _number("threshold", threshold, 0.0, 1.0)
     max_bits = check_int("max_bits", max_bits, 1, MAX_BITS)
     curve = [float(accuracy_at(p)) for p in range(1, max_bits + 1)]
@@ -352,10 +362,29 @@ def _bounds_job(job: dict, device: torch.device) -> list[dict]:
     return _transformer_job(job) if job["kind"] == "transformer" else _memory_job(job)
 
 
+def _bounds_rows(job: dict) -> RowSpec:
+    """The rows of a ``bounds`` job: one for a memory, one per target accuracy for a transformer ladder, each
+    repeating the job's sizes, seed and the bits its table holds."""
+    unit = ("number", 0.0, 1.0)
+    measured = {"params": ("int", 1, None), "tensors": ("int", 1, None), "accuracy": unit, "steps": ("int", 0, None),
+                "p_min": ("int?", 1, job["max_bits"]), "curve": ("numbers", 0.0, 1.0),
+                "bits_per_param": ("number", 0.0, None), "budget_fraction": ("number?", 0.0, None)}
+    if job["kind"] != "transformer":
+        fixed = {"model": job["kind"], "d": job["d"], "m": job.get("m", 0), "N": job["N"], "seed": job["seed"],
+                 "threshold": job["threshold"], "bits": map_bits(job["N"], job["N"], "injective")}
+        return RowSpec([fixed], measured)
+    sizes = {k: job[k] for k in ("S", "R", "D", "d", "H", "d_h", "m", "seed", "lr")}
+    bits = table_bits(job["S"], job["R"], job["D"])
+    return RowSpec([{"model": "transformer", **sizes, "target": target, "bits": bits} for target in job["targets"]],
+                   {**measured, "reached": "bool", "loss": ("number", 0.0, None), "params_paper": ("int", 1, None),
+                    "fano_bits": ("number", 0.0, bits), "loss_bits": ("number", 0.0, bits), "threshold": unit})
+
+
 #: transformer protocol of the ladder: chapter 5's quick protocol (batch 256, Adam), evaluated every 16 steps so
-#: that a run stops close to its target, with no early failure rule (the targets are reachable)
+#: that a run stops close to its target, with no early failure rule (the targets are reachable), on unit-norm
+#: embeddings (with N(0, 1/d) ones this model's capacity at d = 16 is about the ladder's 121 facts)
 LADDER_PROTOCOL = {"steps": 4096, "batch_size": 256, "eval_every": 16, "eval_size": 1024, "patience": 4096,
-                   "foresight": 0.0}
+                   "foresight": 0.0, "embeddings": "unit"}
 BOUNDS_QUICK = {
     # N: the capacities of seed 0 in the stored full profiles (fig1-left d = 32; fig1-right d = 16, m = 32 less
     # 10 %: at its capacity the recipe stops short of 99 %)
@@ -382,4 +411,6 @@ BOUNDS_FIGURE = Figure(
     configs={"quick": BOUNDS_QUICK, "full": BOUNDS_FULL},
     jobs=_bounds_jobs,
     run_job=_bounds_job,
+    options=(),  # its sizes are listed in its config: neither --d nor --seeds applies
+    rows=_bounds_rows,
 )

@@ -14,7 +14,7 @@ import torch
 from scipy.optimize import linprog
 from scipy.special import lambertw
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import ArgumentTypeError, _shown, check_choice, check_float, check_function, check_int
 from .embeddings import memory_embeddings
 from .memory import TrainConfig, hebbian_accuracy_prediction, hebbian_memory, recall_accuracy, train_linear_memory
 
@@ -32,9 +32,23 @@ def predicted_capacity(params: float, c: float) -> float:
 
 def fitted_constant(params: Sequence[float], N: Sequence[float]) -> np.ndarray:
     """Per-point constant c = params / (N ln N), the quantity the guide lines of Figure 1 hold fixed."""
-    params, N = np.asarray(params, dtype=float), np.asarray(N, dtype=float)
-    if params.shape != N.shape or np.any(N < 2):
-        raise ValueError("params and N must have the same length and N must be >= 2")
+    values = {}
+    for name, value in (("params", params), ("N", N)):
+        try:
+            values[name] = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ArgumentTypeError(f"{name} must be a sequence of numbers, got {_shown(value)}") from None
+        if values[name].ndim != 1 or isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+            raise ArgumentTypeError(f"{name} must be a 1-D sequence of numbers, got {_shown(value)}")
+        if not np.isfinite(values[name]).all():
+            raise ValueError(f"{name} must hold finite numbers, got {_shown(value)}")
+    params, N = values["params"], values["N"]
+    if params.shape != N.shape or not params.size:
+        raise ValueError(f"params and N must have the same length, at least 1; got {params.size} and {N.size}")
+    if np.any(N < 2):
+        raise ValueError(f"N must be >= 2 (N ln N > 0); got {N.min():g}")
+    if np.any(params <= 0):
+        raise ValueError(f"params must be > 0; got {params.min():g}")
     return params / (N * np.log(N))
 
 
@@ -47,6 +61,7 @@ def find_capacity(succeeds: Callable[[int], bool], low: int, high: int, guess: i
     Returns (capacity, tried) where tried maps every n tested to its outcome; capacity is low - 1 if even
     ``low`` fails and ``high`` if ``high`` succeeds.
     """
+    check_function("succeeds", succeeds, "a function n -> bool")
     low, high = check_int("low", low, 1), check_int("high", high, low)
     guess = low if guess is None else min(max(int(guess), low), high)
     check_float("growth", growth, 1.0, low_open=True)

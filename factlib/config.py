@@ -35,7 +35,9 @@ def device(preference: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if preference == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False; use auto or cpu")
+        why = ("this torch build has no CUDA" if torch.version.cuda is None
+               else "no CUDA device is visible (torch.cuda.is_available() is False)")
+        raise ValueError(f"device 'cuda' was requested but {why}; use auto or cpu")
     if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was requested but is not available; use auto or cpu")
     return torch.device(preference)
@@ -52,6 +54,9 @@ def check_device(value) -> torch.device:
         dev = torch.device(value)
     except RuntimeError:
         raise ValueError(f"device must be a torch.device or one of {', '.join(DEVICES)}; got {value!r}") from None
+    if dev.type not in ("cpu", "cuda", "mps", "meta"):
+        raise ValueError(f"device must be a torch.device or one of {', '.join(DEVICES)}; got {value!r} (factlib "
+                         "computes on cpu, cuda or mps)")
     if dev.type in ("cuda", "mps"):
         device(dev.type)  # raises if not available
     return dev

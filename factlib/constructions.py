@@ -66,6 +66,7 @@ def assign_heads(task: TaskConfig, H: int) -> list[torch.Tensor]:
     H_r is chosen to make the largest head load, max(ceil(R / H_r), ceil(S / (H - H_r))), as small as possible.
     With H = 1 the single head holds every subject and relation. Returns H long tensors (some may be empty).
     """
+    _check_task(task)
     H = check_int("H", H, 1)
     subjects = torch.arange(task.S)
     relations = task.relation_token(torch.arange(task.R))
@@ -165,6 +166,7 @@ def attention_only(task: TaskConfig, table: torch.Tensor, model_cfg: ModelConfig
 def code_blocks(d: int, subject_share: float = 0.5) -> tuple[slice, slice]:
     """Residual coordinates of the subject codes and of the relation codes (attention + MLP construction)."""
     d = check_int("d", d, 2)
+    subject_share = check_float("subject_share", subject_share, 0.0, 1.0, low_open=True)
     k1 = min(max(1, round(subject_share * d)), d - 1)
     return slice(0, k1), slice(k1, d)
 

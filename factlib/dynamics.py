@@ -612,6 +612,7 @@ def predicted_escape_steps(cfg: DynamicsConfig) -> dict[str, float | None]:
 def predicted_curve(cfg: DynamicsConfig, steps) -> dict[str, np.ndarray]:
     """The reduced gradient flow evaluated at the flow times of gradient-descent ``steps`` of ``cfg``."""
     steps = np.asarray(steps)
-    if steps.ndim != 1 or np.any(steps < 0) or np.any(steps > cfg.steps):
+    if (steps.ndim != 1 or steps.dtype.kind not in "iuf" or not np.isfinite(steps).all() or np.any(steps < 0)
+            or np.any(steps > cfg.steps) or np.any(steps != np.round(steps))):
         raise ValueError(f"steps must be a 1-D array of integers in [0, {cfg.steps}]")
     return reduced_flow(cfg.S, cfg.R, cfg.D, cfg.init_scale, elapsed_time(cfg)[steps.astype(int)])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_dtype, check_int
+from ._validate import check_allocation, check_dtype, check_int
 from .config import check_device, generator
 
 
@@ -17,10 +17,11 @@ def gaussian_embeddings(n: int, d: int, seed: int | torch.Generator, *, normaliz
     n = check_int("n", n, 1)
     d = check_int("d", d, 1)
     dtype, device = check_dtype("dtype", dtype), check_device(device)
+    check_allocation({"n": n, "d": d}, n * d, torch.float64, "the embeddings (n, d), drawn in float64,")
     gen = seed if isinstance(seed, torch.Generator) else generator(seed)
-    X = torch.randn(n, d, generator=gen, dtype=torch.float64) / d**0.5  # (n, d)
+    X = torch.randn(n, d, generator=gen, dtype=torch.float64).div_(d**0.5)  # (n, d)
     if normalize:
-        X = X / X.norm(dim=1, keepdim=True)
+        X.div_(X.norm(dim=1, keepdim=True))
     return X.to(device=device, dtype=dtype)
 
 
@@ -42,4 +43,5 @@ def orthogonal_embeddings(n: int, d: int | None = None, *, device: torch.device 
     n = check_int("n", n, 1)
     d = n if d is None else check_int("d", d, n)
     dtype, device = check_dtype("dtype", dtype), check_device(device)
+    check_allocation({"n": n, "d": d}, n * d, dtype, "the one-hot embeddings (n, d)")
     return torch.eye(n, d, device=device, dtype=dtype)

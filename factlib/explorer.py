@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import ipywidgets as w
 import matplotlib.pyplot as plt
 
-from .plots import png
+from .plots import check_figure, png
 
 #: set to 1 to store the precomputed HTML states with the widget (done when executing the chapters for the book)
 SNAPSHOT_ENV = "FACTLIB_EXPLORER_SNAPSHOT"
@@ -30,6 +30,7 @@ SNAPSHOT_ENV = "FACTLIB_EXPLORER_SNAPSHOT"
 MAX_STATES = 64
 
 Draw = Callable[[dict], "tuple[list, str | None]"]
+Unused = Callable[[dict], "set[str]"]
 
 _STYLE = """<style>
 .fx-explorer{max-width:100%;margin:.5rem 0}
@@ -39,7 +40,9 @@ _STYLE = """<style>
 .fx-control output{min-width:3.5em;font-variant-numeric:tabular-nums}
 .fx-control select{max-width:14rem}
 .fx-fixed{flex-basis:100%;font-size:.9em;opacity:.8;white-space:normal}
-.fx-frame{display:block;max-width:100%;height:auto;margin:.3rem 0}
+.fx-control:has(:disabled){opacity:.55}
+.fx-frames{display:flex;flex-wrap:wrap;gap:.3rem 1rem;align-items:flex-start;margin:.3rem 0}
+.fx-frame{display:block;max-width:100%;height:auto}
 .fx-summary{white-space:pre-wrap;font-size:.85em}
 .fx-about{font-size:.9em;font-style:italic}
 </style>"""
@@ -53,13 +56,16 @@ _SCRIPT = """<script>(function (root) {
   function show() {
     var key = inputs.map(function (el) { return el.value; }).join(",");
     var state = data.states[key];
+    var unused = data.unused[key] || [];
     inputs.forEach(function (el, i) {
       var out = el.parentNode.querySelector("output");
       if (out) { out.textContent = data.labels[i][+el.value]; }
+      el.disabled = unused.indexOf(i) >= 0;
     });
     state[0].forEach(function (k, i) {
       frames[i].src = "data:image/webp;base64," + data.images[k];
       frames[i].width = data.widths[k];
+      frames[i].setAttribute("data-min-font-pt", data.fonts[k]);
     });
     if (summary) { summary.textContent = state[1]; }
   }
@@ -74,14 +80,17 @@ def _label(value) -> str:
     return str(value)
 
 
-def _webp(fig) -> tuple[str, int]:
-    """``fig`` (then closed) as a lossless WebP at the book's resolution, base64, and its 1x width in px."""
+def _webp(fig) -> tuple[str, int, float]:
+    """``fig`` (then closed) as a lossless WebP at the book's resolution, base64, its 1x width in px and its
+    smallest font size (checked by :func:`~factlib.plots.check_figure`)."""
     from PIL import Image
 
-    data, width = png(fig)
+    data, width = png(fig, close=False)
+    font = check_figure(fig, drawn=True)
+    plt.close(fig)
     buffer = io.BytesIO()
     Image.open(io.BytesIO(data)).save(buffer, format="WEBP", lossless=True, method=4)
-    return base64.b64encode(buffer.getvalue()).decode("ascii"), width
+    return base64.b64encode(buffer.getvalue()).decode("ascii"), width, font
 
 
 class Explorer(w.VBox):
@@ -91,10 +100,16 @@ class Explorer(w.VBox):
     name -> value and returns (list of matplotlib figures, summary text or None), always the same number of
     figures; ``rows`` lists the control names of each row; ``grid`` maps some control names to the values the
     HTML book offers (the default is added if missing), the other controls staying at their defaults there.
+    ``unused(values)``, if given, names the controls that change nothing at ``values`` (a width the chosen model
+    does not have): they are disabled there, live and in the book, and ``draw`` should say why.
+
+    Figures sit side by side where the column has room and stack where it has not (a phone): draw several
+    narrow figures rather than one with several panels, each at most :data:`~factlib.plots.PHONE_MAX_WIDTH`
+    inches wide so that its text stays legible on a phone.
     """
 
     def __init__(self, controls: dict[str, w.ValueWidget], draw: Draw, rows: Sequence[Sequence[str]],
-                 grid: dict[str, Sequence]):
+                 grid: dict[str, Sequence], unused: Unused | None = None):
         unknown = set(grid) - set(controls)
         if unknown:
             raise ValueError(f"grid: {sorted(unknown)} are not controls (controls: {list(controls)})")
@@ -103,6 +118,7 @@ class Explorer(w.VBox):
         for control in controls.values():
             control.style.description_width = "initial"  # whole labels, never "constructi..."
         self.controls, self._draw = controls, draw
+        self._unused = unused or (lambda values: set())
         self.grid = {name: self._with_default(name, values) for name, values in grid.items()}
         states = math.prod(len(values) for values in self.grid.values())
         if states > MAX_STATES:
@@ -111,10 +127,21 @@ class Explorer(w.VBox):
         self.images = [w.Image(format="png") for _ in figures]
         self.summary = w.HTML() if summary is not None else None
         self._show(figures, summary)
+        self._disable_unused()
         for control in controls.values():
-            control.observe(lambda _: self._show(*self._draw(self.values())), names="value")
-        children = [w.HBox([controls[n] for n in row]) for row in rows] + self.images
+            control.observe(lambda _: self._redraw(), names="value")
+        children = [w.HBox([controls[n] for n in row]) for row in rows]
+        children.append(w.HBox(self.images, layout=w.Layout(flex_flow="row wrap")))
         super().__init__(children + ([self.summary] if self.summary is not None else []))
+
+    def _redraw(self) -> None:
+        self._disable_unused()
+        self._show(*self._draw(self.values()))
+
+    def _disable_unused(self) -> None:
+        unused = self._unused(self.values())
+        for name, control in self.controls.items():
+            control.disabled = name in unused
 
     def _with_default(self, name: str, values: Sequence) -> list:
         default = self.controls[name].value
@@ -144,19 +171,30 @@ class Explorer(w.VBox):
         """Every state of the grid drawn, and the controls that select among them, as one HTML fragment."""
         names = list(self.grid)
         defaults = self.values()
-        images, widths, index, states = [], [], {}, {}  # index: image data -> its place in images
+        images, widths, fonts, index, states, unused = [], [], [], {}, {}, {}  # index: image data -> its place
+        drawn = {}  # a state's values where its unused controls are at their defaults -> its key
         for combo in itertools.product(*(range(len(self.grid[n])) for n in names)):
+            key = ",".join(map(str, combo))
             values = defaults | {n: self.grid[n][i] for n, i in zip(names, combo)}
+            idle = self._unused(values)
+            if idle & set(names):
+                unused[key] = [i for i, n in enumerate(names) if n in idle]
+            same = tuple(sorted((n, defaults[n] if n in idle else v) for n, v in values.items()))
+            if same in drawn:  # differs from a state drawn already only in controls that do nothing here
+                states[key] = states[drawn[same]]
+                continue
+            drawn[same] = key
             figures, summary = self._draw(values)
             refs = []
             for fig in figures:
-                data, width = _webp(fig)
+                data, width, font = _webp(fig)
                 if data not in index:  # the same figure in several states is stored once
                     index[data] = len(images)
                     images.append(data)
                     widths.append(width)
+                    fonts.append(font)
                 refs.append(index[data])
-            states[",".join(map(str, combo))] = [refs, summary or ""]
+            states[key] = [refs, summary or ""]
         start = ",".join(str(self.grid[n].index(defaults[n])) for n in names)
         first_refs, first_summary = states[start]
         parts = [_STYLE, '<div class="fx-explorer">', '<div class="fx-controls">']
@@ -179,17 +217,19 @@ class Explorer(w.VBox):
                              for n in fixed)
             parts.append(f'<span class="fx-fixed">Held fixed on this page: {held}.</span>')
         parts.append("</div>")
+        parts.append('<div class="fx-frames">')
         for k, ref in enumerate(first_refs):
             parts.append(f'<img class="fx-frame" width="{widths[ref]}" alt="explorer figure {k + 1}" '
-                         f'src="data:image/webp;base64,{images[ref]}">')
+                         f'data-min-font-pt="{fonts[ref]:g}" src="data:image/webp;base64,{images[ref]}">')
+        parts.append("</div>")
         if self.summary is not None:
             parts.append(f'<pre class="fx-summary">{html.escape(first_summary)}</pre>')
         offered = "; ".join(f"{html.escape(self.controls[n].description or n)} in "
                             f"{{{', '.join(html.escape(_label(v)) for v in self.grid[n])}}}" for n in names)
-        parts.append(f'<p class="fx-about">This page stores {len(states)} precomputed states ({offered}). '
+        parts.append(f'<p class="fx-about">This page stores {len(drawn)} precomputed states ({offered}). '
                      "Run the chapter in JupyterLab to set every control freely.</p>")
         data = {"labels": [[_label(v) for v in self.grid[n]] for n in names], "images": images, "widths": widths,
-                "states": states}
+                "fonts": fonts, "states": states, "unused": unused}
         parts.append('<script type="application/json" class="fx-data">'
                      + json.dumps(data, separators=(",", ":")).replace("</", "<\\/") + "</script>")
         parts.append(_SCRIPT)

@@ -11,7 +11,10 @@ import hashlib
 import json
 import os
 import platform
+import stat
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, replace as dataclass_replace
 from pathlib import Path
@@ -25,7 +28,7 @@ from .bounds import BOUNDS_FIGURE
 from .induction_figures import INDUCTION_FIGURES
 from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
-from .sweeps import (Figure, ResultStore, SweepStats, check_executor, exclusive, run_sweep,
+from .sweeps import (Figure, ResultStore, RowSpec, SweepStats, check_executor, exclusive, file_kind, run_sweep,
                      write_atomically)
 from .scaling_figures import SCALING_FIGURES
 from .train import linear_problem, memory_capacities, mlp_problem
@@ -78,6 +81,23 @@ def _mlp_job(job: dict, device: torch.device) -> list[dict]:
              "N": N} for seed, N in zip(job["seeds"], Ns)]
 
 
+def _capacity_rows(job: dict) -> RowSpec | None:
+    """The rows of a fig1-left / fig1-right / fig6 job: one per seed, in order, repeating the job's d (and m, alpha,
+    M), with N an int within its search's bounds (low - 1 when even low fails). None for another kind of job."""
+    mlp = "alpha" in job
+    if set(job) != {"d", "seeds", "lrs", "steps", "patience"} | ({"alpha", "M"} if mlp else set()):
+        return None
+    problems = job_problems(job)  # (validates d, alpha, M and the seeds)
+    shape = {"m": problems[0].m, "alpha": job["alpha"], **({"M": job["M"]} if job["M"] else {})} if mlp else {}
+    fixed = [{"d": job["d"], **shape, "seed": seed} for seed in job["seeds"]]
+    return RowSpec(fixed, {"N": ("int", problems[0].low - 1, problems[0].high)})
+
+
+def _check_capacity_job(job: dict) -> None:
+    """Before any job runs: each search's problem fits in memory (``train.CapacityProblem`` checks its size)."""
+    job_problems(job)
+
+
 def _fig5_jobs(config: dict) -> list[dict]:
     """One training run per (schedule, d, method/seed): the exact-gradient run and a minibatch run per seed."""
     protocol = config["protocol"]
@@ -95,6 +115,17 @@ def _fig5_details(config: dict) -> dict:
     protocol = asdict(DynamicsConfig(**config["protocol"]))
     protocol.pop("seed")
     return {"protocol": protocol}
+
+
+def _fig5_rows(job: dict) -> RowSpec:
+    """The rows of a Figure 5 job: one per evaluation (every ``eval_every`` steps and at the end), in order."""
+    cfg = DynamicsConfig(**{k: v for k, v in job.items() if k != "method"})
+    steps = sorted(set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps})
+    run = {"model": cfg.model, "method": job["method"], "schedule": cfg.schedule, "seed": cfg.seed,
+           **({"d": cfg.embed_dim} if cfg.model == "softmax" else {})}
+    loss = ("number", 0.0, None)
+    return RowSpec([{**run, "step": k} for k in steps], {"total_loss": loss, "relation_loss": loss,
+                                                         "subject_loss": loss, "accuracy": ("number", 0.0, 1.0)})
 
 
 def _fig5_job(job: dict, device: torch.device) -> list[dict]:
@@ -124,6 +155,8 @@ FIGURES: dict[str, Figure] = {
         },
         jobs=_fig1_left_jobs,
         run_job=_fig1_left_job,
+        rows=_capacity_rows,
+        check_job=_check_capacity_job,
     ),
     "fig1-right": Figure(
         name="fig1-right",
@@ -135,6 +168,8 @@ FIGURES: dict[str, Figure] = {
         },
         jobs=_mlp_jobs,
         run_job=_mlp_job,
+        rows=_capacity_rows,
+        check_job=_check_capacity_job,
     ),
     "fig6": Figure(
         name="fig6",
@@ -147,6 +182,8 @@ FIGURES: dict[str, Figure] = {
         },
         jobs=_mlp_jobs,
         run_job=_mlp_job,
+        rows=_capacity_rows,
+        check_job=_check_capacity_job,
     ),
     "fig5-left": Figure(
         name="fig5-left",
@@ -160,6 +197,8 @@ FIGURES: dict[str, Figure] = {
         run_job=_fig5_job,
         dtype="float64",
         details=_fig5_details,
+        options=("seeds",),  # one-hot embeddings: d = vocab_size
+        rows=_fig5_rows,
     ),
     "fig5-right": Figure(
         name="fig5-right",
@@ -173,6 +212,7 @@ FIGURES: dict[str, Figure] = {
         run_job=_fig5_job,
         dtype="float32",
         details=_fig5_details,
+        rows=_fig5_rows,
     ),
 }
 
@@ -250,8 +290,14 @@ def _code_hash(module: str | None = None, root: Path | None = None) -> str:
 
 def code_hash(figure: str) -> str:
     """The code part of ``figure``'s store key and provenance: ``_code_hash`` of the module of its job
-    function."""
-    return _code_hash(FIGURES[check_choice("figure", figure, FIGURES)].run_job.__module__)
+    function; for a job function outside factlib (a figure registered by a user or a test), the hash of that
+    module's source together with every factlib source."""
+    module = FIGURES[check_choice("figure", figure, FIGURES)].run_job.__module__
+    if module.split(".")[0] == __package__:
+        return _code_hash(module)
+    source = Path(getattr(sys.modules.get(module), "__file__", None) or "")
+    digest = hashlib.sha256((_code_hash() + module).encode() + (source.read_bytes() if source.is_file() else b""))
+    return digest.hexdigest()[:16]
 
 
 def job_context(figure: str, device: torch.device) -> dict:
@@ -272,30 +318,101 @@ def _git_commit() -> str | None:
     return commit if out.returncode == 0 and len(commit) == 40 else None
 
 
-def _rows_result(result) -> bool:
-    """The shape of a job's result: a row (a dict) or a list of rows."""
-    return isinstance(result, dict) or isinstance(result, list) and all(isinstance(r, dict) for r in result)
+def record_check(fig: Figure):
+    """The check a figure's job store applies to a record (``sweeps.ResultStore``'s ``check``): the problem with
+    its rows (``fig.rows``) for a job of this figure, None otherwise (a record of a job this figure does not make
+    is never asked for, so it is not judged). Without ``fig.rows``: a row or a list of rows."""
+
+    def check(job: dict, result) -> str | None:
+        if fig.rows is None:
+            ok = isinstance(result, dict) or isinstance(result, list) and all(isinstance(r, dict) for r in result)
+            return None if ok else "its result is not a row nor a list of rows"
+        try:
+            spec = fig.rows(job)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None  # not a job of this figure
+        return None if spec is None else spec.problem(result)
+
+    return check
 
 
-def _check_out(out) -> Path:
-    """The output path, checked before any job runs: not a folder, in a folder that exists (or can be made)
-    and can be written to. Raises a one-line ValueError naming it."""
+#: the most bytes of an existing ``out`` that are read to see whether it is a result (results are a few MB)
+MAX_RESULT_BYTES = 2**28
+
+
+def _check_out(out, figure: str) -> Path:
+    """The output path, checked before any job runs; a one-line ValueError naming it otherwise.
+
+    A run writes only files it makes for its own ``out``: ``out`` itself (replaced atomically), ``<out>.jobs.jsonl``
+    (appended to), ``<out>.lock`` and ``<out>.jobs.jsonl.lock``. So ``out`` must name a file (not a folder, nor end in
+    "/"), not another run's job store, lock or side file (a name ending in .jsonl or .lock); none of these paths
+    may be a symbolic link (the run would write through it onto another file), a device, a FIFO or a socket; an
+    existing ``out`` must be an earlier result of the same figure (or empty); and its folder must exist (or be
+    made) and let files be created in it.
+    """
     if not isinstance(out, (str, os.PathLike)) or not str(out):
         raise ArgumentTypeError(f"out must be a file path, got {out!r}")
-    path = Path(out)
-    for p, what in ((path, "out"), (Path(f"{out}.jobs.jsonl"), "its store")):
-        if p.is_dir():
-            raise ValueError(f"out {str(out)!r}: {what} {str(p)!r} is a folder; give a file name, e.g. "
+    text = os.fsdecode(out)
+    if "\0" in text:
+        raise ValueError(f"out {text!r} holds a NUL character; give a file path")
+    if text.endswith(("/", os.sep)):
+        raise ValueError(f"out {text!r}: it ends with '/', so it names a folder; give a file name, e.g. "
+                         f"{text + 'results.json'!r}")
+    path = Path(text)
+    if path.name.endswith((".jsonl", ".lock")):
+        raise ValueError(f"out {text!r}: a name ending in .jsonl or .lock is a run's job store or lock; the results "
+                         "go to a .json file (its finished jobs to <out>.jobs.jsonl)")
+    for p in (path, Path(f"{text}.jobs.jsonl"), Path(f"{text}.lock"), Path(f"{text}.jobs.jsonl.lock")):
+        try:
+            st = os.lstat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as err:
+            raise ValueError(f"out {text!r}: cannot look at {str(p)!r} ({err.strerror or err})") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise ValueError(f"out {text!r}: {str(p)!r} is a symbolic link (to {os.readlink(p)!r}); give the "
+                             "file's own path")
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError(f"out {text!r}: {str(p)!r} is a folder; give a file name, e.g. "
                              f"{str(path / 'results.json')!r}")
-        if p.exists() and not os.access(p, os.W_OK):
-            raise ValueError(f"out {str(out)!r}: {what} {str(p)!r} is not writable")
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"out {text!r}: {str(p)!r} is {file_kind(st.st_mode)}, not a regular file")
+        if not os.access(p, os.W_OK):
+            raise ValueError(f"out {text!r}: {str(p)!r} is not writable by this user (owned by uid {st.st_uid}, "
+                             f"mode {stat.S_IMODE(st.st_mode):o})")
+        if p == path and st.st_size:
+            _check_earlier_result(path, st.st_size, figure)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f"out {str(out)!r}: cannot create its folder ({err.strerror or err})") from None
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise ValueError(f"out {str(out)!r}: its folder {str(path.parent)!r} is not writable")
+        raise ValueError(f"out {text!r}: cannot create its folder ({err.strerror or err})") from None
+    try:  # what writing ``out`` will do at the end: create a file in its folder
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"out {text!r}: cannot create files in its folder {str(path.parent)!r} "
+                         f"({err.strerror or err})") from None
     return path
+
+
+def _check_earlier_result(path: Path, size: int, figure: str) -> None:
+    """Raise unless the existing file ``path`` is a result of ``figure`` (which a new run may replace)."""
+    try:
+        earlier = json.loads(path.read_bytes()) if size <= MAX_RESULT_BYTES else None
+    except (OSError, ValueError):
+        earlier = None
+    if not isinstance(earlier, dict) or not {"figure", "rows", "provenance"} <= set(earlier):
+        raise ValueError(f"out {str(path)!r}: the file exists and is not a result of `python -m factlib reproduce`; "
+                         "remove it or choose another out")
+    if earlier["figure"] != figure:
+        raise ValueError(f"out {str(path)!r}: the file holds the results of figure {earlier['figure']}, not "
+                         f"{figure}; choose another out")
+
+
+def strict_json(result: dict) -> str:
+    """A figure's result as strict JSON (no NaN or infinity: its rows were checked to be finite)."""
+    return json.dumps(result, indent=1, allow_nan=False) + "\n"
 
 
 def reproduce(figure: str, profile: str | None = None, device: str = "auto", out: str | None = None,
@@ -304,16 +421,25 @@ def reproduce(figure: str, profile: str | None = None, device: str = "auto", out
     """Run a figure's sweep and return ``{"figure", "profile", "rows", "provenance"}``; resumable via ``out``.
 
     ``profile``: "quick" or "full"; None means ``$FACTLIB_PROFILE``, else "quick" (``config.resolve_profile``).
-    ``d`` (distinct values) and ``seeds`` (a count) override the profile's values; ``executor``, ``workers``
-    and ``scheduler`` choose where the jobs run (see ``factlib.sweeps.run_sweep``).
+    ``d`` (distinct values) and ``seeds`` (a count) override the profile's values, for the figures that use them
+    (``Figure.options``; another figure refuses them); the provenance lists them under ``overrides``.
+    ``executor``, ``workers`` and ``scheduler`` choose where the jobs run (see ``factlib.sweeps.run_sweep``).
+    Every job is checked before the first one runs (``Figure.check_job``: a size too large for this machine is
+    refused, naming the bytes it would need).
     With ``out``, finished jobs are appended to ``<out>.jobs.jsonl`` as they finish, so a killed run picks up
     where it stopped; the file is kept afterwards (it may hold other runs' jobs too: a later run reuses what
-    it finds there, if computed by the same code on the same kind of device). ``out`` is written atomically,
-    and a second run on the same ``out`` while one is going is refused (``sweeps.StoreLocked``).
+    it finds there, if computed by the same code on the same kind of device, and only records whose rows are
+    what their job must produce). ``out`` is checked before any job runs (``_check_out``: never another run's
+    store or lock, a link, a device, a FIFO or a folder), written atomically as strict JSON, and a second run on
+    the same ``out`` while one is going is refused (``sweeps.StoreLocked``).
     """
     check_choice("figure", figure, FIGURES)
-    profile = resolve_profile(profile)
     fig = FIGURES[figure]
+    for name, value in (("d", d), ("seeds", seeds)):
+        if value is not None and name not in fig.options:
+            uses = f"it takes only {', '.join(fig.options)}" if fig.options else "it takes no overrides"
+            raise ValueError(f"{name} is not used by figure {figure} ({uses}); leave it out")
+    profile = resolve_profile(profile)
     dev = pick_device(device)
     config = dict(fig.configs[profile])
     if d is not None:
@@ -325,18 +451,27 @@ def reproduce(figure: str, profile: str | None = None, device: str = "auto", out
     if seeds is not None:
         config["seeds"] = list(range(check_int("seeds", seeds, 1, 1000)))
     check_executor(executor, workers, scheduler)
+    overrides = {name: value for name, value in (("d", config.get("d")), ("seeds", seeds))
+                 if (d if name == "d" else seeds) is not None}
     jobs = fig.jobs(config)
+    if fig.check_job is not None:
+        for job in jobs:
+            fig.check_job(job)
+    def run(store: ResultStore | None) -> dict:
+        return _run_figure(fig, profile, config, overrides, jobs, dev, store, progress, executor, workers, scheduler)
+
     if out is None:
-        return _run_figure(fig, profile, config, jobs, dev, None, progress, executor, workers, scheduler)
-    path = _check_out(out)
+        return run(None)
+    path = _check_out(out, figure)
     with exclusive(path):
-        store = ResultStore(f"{path}.jobs.jsonl", job_context(figure, dev), _rows_result)
-        result = _run_figure(fig, profile, config, jobs, dev, store, progress, executor, workers, scheduler)
-        write_atomically(path, json.dumps(result, indent=1) + "\n")
+        store = ResultStore(f"{path}.jobs.jsonl", job_context(figure, dev), record_check(fig))
+        store.check_appendable()
+        result = run(store)
+        write_atomically(path, strict_json(result))
     return result
 
 
-def _run_figure(fig: Figure, profile: str, config: dict, jobs: list[dict], dev: torch.device,
+def _run_figure(fig: Figure, profile: str, config: dict, overrides: dict, jobs: list[dict], dev: torch.device,
                 store: ResultStore | None, progress: bool, executor: str, workers, scheduler) -> dict:
     import numpy
     import scipy
@@ -364,6 +499,7 @@ def _run_figure(fig: Figure, profile: str, config: dict, jobs: list[dict], dev: 
             "config": config,
             **(fig.details(config) if fig.details is not None else {}),
             "seeds": config.get("seeds"),
+            "overrides": overrides,
             "executor": executor,
             "workers": workers,
             "scheduler": scheduler,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._validate import ArgumentTypeError, check_choice, check_float, check_int, check_tensor
+from ._validate import ArgumentTypeError, check_allocation, check_choice, check_float, check_int, check_tensor
 from .config import generator
 from .embeddings import memory_embeddings
 
@@ -36,6 +36,11 @@ def _check_memory_args(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, 
         raise ArgumentTypeError(f"E and U must have the same dtype; got {E.dtype} and {U.dtype}")
     if W is not None:
         check_tensor("W", W, shape=(E.shape[1], E.shape[1]), floating=True, finite=True)
+        if W.dtype != E.dtype:
+            raise ArgumentTypeError(f"W must have the dtype of E and U ({E.dtype}); got {W.dtype}")
+    for name, X in (("U", U), ("W", W)):
+        if X is not None and X.device != E.device:
+            raise ValueError(f"{name} must be on the device of E ({E.device}); got {X.device}")
 
 
 def hebbian_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -228,7 +233,8 @@ def train_linear_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor,
 def mlp_init(m: int, d: int, seed: int) -> torch.Tensor:
     """First-layer weights W1 (m, d) of an MLP memory: i.i.d. N(0, 1/d), drawn on the CPU from ``seed``."""
     m, d = check_int("m", m, 1), check_int("d", d, 1)
-    return torch.randn(m, d, generator=generator(seed), dtype=torch.float64) / d**0.5  # (m, d)
+    check_allocation({"m": m, "d": d}, m * d, torch.float64, "the first layer W1 (m, d)")
+    return torch.randn(m, d, generator=generator(seed), dtype=torch.float64).div_(d**0.5)  # (m, d)
 
 
 def mlp_forward(E: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor, W2: torch.Tensor) -> torch.Tensor:
@@ -274,13 +280,19 @@ def train_mlp_memory(E: torch.Tensor, U: torch.Tensor, targets: torch.Tensor, W1
 ACTIVATIONS = ("relu", "relu-high", "relu-deg4", "relu-deg6")
 
 
+#: the largest Hermite degree ``relu_hermite_coefficient`` computes (its double factorial is exact: its cost grows
+#: as k^2, about 5 ms at 10^4; |c_k| ~ k^(-5/4) is below 1e-5 there) and ``kernel_overlap_variance`` (an exact int)
+MAX_HERMITE_DEGREE = 10_000
+MAX_OVERLAP_DEGREE = 1_000
+
+
 def relu_hermite_coefficient(k: int) -> float:
     """c_k = E[relu(g) He_k(g)] / sqrt(k!) for g ~ N(0, 1), He_k the probabilists' Hermite polynomial (chapter 2).
 
     Closed form: c_0 = 1/sqrt(2 pi), c_1 = 1/2, c_k = He_{k-2}(0) / sqrt(2 pi k!) for k >= 2, zero for odd k >= 3;
-    sum_k c_k^2 = E[relu(g)^2] = 1/2.
+    sum_k c_k^2 = E[relu(g)^2] = 1/2. k in [0, ``MAX_HERMITE_DEGREE``].
     """
-    k = check_int("k", k, 0)
+    k = check_int("k", k, 0, MAX_HERMITE_DEGREE)
     if k == 1:
         return 0.5
     phi0 = 1 / math.sqrt(2 * math.pi)
@@ -414,8 +426,9 @@ def _activation_moments(act: str) -> dict:
 
 def kernel_overlap_variance(j: int) -> int:
     """d^j Var(rho^j) for rho ~ N(0, 1/d), the overlap of two random unit vectors (chapter 2, eq. "degree-k cap"):
-    (2j - 1)!! - ((j - 1)!!)^2 for even j, (2j - 1)!! for odd j (1, 2, 15, 96 for j = 1, 2, 3, 4)."""
-    j = check_int("j", j, 1)
+    (2j - 1)!! - ((j - 1)!!)^2 for even j, (2j - 1)!! for odd j (1, 2, 15, 96 for j = 1, 2, 3, 4);
+    j in [1, ``MAX_OVERLAP_DEGREE``]."""
+    j = check_int("j", j, 1, MAX_OVERLAP_DEGREE)
     double_factorial = lambda n: math.prod(range(n, 0, -2)) if n > 0 else 1
     return double_factorial(2 * j - 1) - (double_factorial(j - 1) ** 2 if j % 2 == 0 else 0)
 

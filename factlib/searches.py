@@ -48,9 +48,15 @@ def facts_exponent(variant: str) -> float:
     return 1.5 if check_choice("variant", variant, VARIANTS).startswith("S=R^2") else 2.0
 
 
-def head_sizes(d: int, alpha: float, beta: float, H: int = 8) -> tuple[int, int] | None:
-    """(d_h, m) = (alpha d / H, beta d) rounded half up, as in Fig. 4 (left), or None if either rounds to 0."""
-    d_h, m = math.floor(alpha * d / H + 0.5), math.floor(beta * d + 0.5)
+ROUNDINGS = ("floor", "half_up")
+
+
+def head_sizes(d: int, alpha: float, beta: float, H: int = 8, rounding: str = "floor") -> tuple[int, int] | None:
+    """(d_h, m) = (alpha d / H, beta d) of Fig. 4 (left), rounded down as in the authors' release (``rounding``
+    "floor") or half up ("half_up"), or None if either is 0 (a model with no attention or no MLP)."""
+    check_choice("rounding", rounding, ROUNDINGS)
+    shift = 0.5 if rounding == "half_up" else 0.0
+    d_h, m = math.floor(alpha * d / H + shift), math.floor(beta * d + shift)
     return None if d_h < 1 or m < 1 else (d_h, m)
 
 

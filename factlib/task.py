@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import ArgumentTypeError, _shown, check_allocation, check_choice, check_float, check_int, \
+    check_function
 from .config import generator
 
 SUBJECT_DISTRIBUTIONS = ("uniform", "zipf")
@@ -79,8 +80,22 @@ class TaskConfig:
         return self.S + r
 
 
+def check_task(cfg, name: str = "cfg") -> TaskConfig:
+    """Return ``cfg`` if it is a ``TaskConfig``, else raise naming the argument ``name``."""
+    if not isinstance(cfg, TaskConfig):
+        raise ArgumentTypeError(f"{name} must be a TaskConfig, got {_shown(cfg)}")
+    return cfg
+
+
+def _check_pairs_size(cfg: TaskConfig, what: str, copies: int = 1) -> None:
+    """Refuse S R (times ``copies``) long entries beyond ``_validate.MAX_BYTES``, before allocating them."""
+    check_allocation({"S": cfg.S, "R": cfg.R}, copies * cfg.S * cfg.R, torch.int64, what)
+
+
 def subject_probabilities(cfg: TaskConfig) -> torch.Tensor:
     """p(s) over the S subjects, float64 (S,): uniform, or Zipf p(s) proportional to (s + 1)^-exponent."""
+    check_task(cfg)
+    check_allocation({"S": cfg.S}, cfg.S, torch.float64, "the subject probabilities")
     if cfg.subjects == "uniform":
         return torch.full((cfg.S,), 1.0 / cfg.S, dtype=torch.float64)  # (S,)
     w = torch.arange(1, cfg.S + 1, dtype=torch.float64) ** (-cfg.zipf_exponent)  # (S,)
@@ -89,6 +104,7 @@ def subject_probabilities(cfg: TaskConfig) -> torch.Tensor:
 
 def pair_probabilities(cfg: TaskConfig) -> torch.Tensor:
     """p(s, r) = p(s) / R (relations are uniform and independent of the subject), float64 (S, R)."""
+    check_task(cfg)
     return subject_probabilities(cfg)[:, None].expand(cfg.S, cfg.R) / cfg.R  # (S, R)
 
 
@@ -97,6 +113,7 @@ def information_bits(cfg: TaskConfig) -> float:
 
     S R log2 D for independent answers; R log2(S!) when each a*(., r) is a bijection (distinct answers).
     """
+    check_task(cfg)
     if cfg.distinct_answers:
         return cfg.R * math.lgamma(cfg.S + 1) / math.log(2)
     return cfg.num_facts * math.log2(cfg.D)
@@ -111,6 +128,8 @@ def fact_table(cfg: TaskConfig, seed: int | torch.Generator) -> torch.Tensor:
 
     With ``cfg.distinct_answers`` each column is a uniformly random bijection of the subjects onto A_r.
     """
+    check_task(cfg)
+    _check_pairs_size(cfg, "the fact table (S, R) and its draw", copies=2)
     gen = _gen(seed)
     offsets = torch.arange(cfg.R) * cfg.D  # (R,) first answer of each A_r
     if cfg.distinct_answers:
@@ -122,6 +141,8 @@ def fact_table(cfg: TaskConfig, seed: int | torch.Generator) -> torch.Tensor:
 
 def structured_fact_table(cfg: TaskConfig) -> torch.Tensor:
     """The table of the dynamics section (chapter 6): a*(s, r) = r D + floor(s D / S), long (S, R)."""
+    check_task(cfg)
+    _check_pairs_size(cfg, "the fact table (S, R)")
     s = torch.arange(cfg.S)[:, None]  # (S, 1)
     r = torch.arange(cfg.R)[None, :]  # (1, R)
     return r * cfg.D + (s * cfg.D) // cfg.S  # (S, R)
@@ -129,6 +150,7 @@ def structured_fact_table(cfg: TaskConfig) -> torch.Tensor:
 
 def check_table(cfg: TaskConfig, table: torch.Tensor) -> torch.Tensor:
     """Validate a fact table: shape (S, R), integer, and a*(s, r) in A_r for every pair. Returns it."""
+    check_task(cfg)
     if not isinstance(table, torch.Tensor) or table.shape != (cfg.S, cfg.R):
         shape = tuple(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
         raise ValueError(f"table must be a tensor of shape (S, R) = ({cfg.S}, {cfg.R}); got {shape}")
@@ -146,12 +168,17 @@ def prompts_for_pairs(cfg: TaskConfig, subjects: torch.Tensor, relations: torch.
     Positions: i uniform in [0, T - 1), j uniform among the other T - 2 positions of [0, T - 1).
     All draws come from one CPU generator; the result is on the CPU.
     """
+    check_task(cfg)
+    for name, value in (("subjects", subjects), ("relations", relations)):
+        if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex():
+            raise ArgumentTypeError(f"{name} must be an integer tensor (B,), got {_shown(value)}")
     gen = _gen(seed)
     subjects, relations = subjects.cpu().long(), relations.cpu().long()  # (B,), (B,)
     if subjects.shape != relations.shape or subjects.ndim != 1:
         raise ValueError(f"subjects and relations must be 1-D of equal length; got {tuple(subjects.shape)} "
                          f"and {tuple(relations.shape)}")
     B, L = subjects.shape[0], cfg.T - 1
+    check_allocation({"B": B, "T": cfg.T}, 2 * B * cfg.T, torch.int64, "the prompts (B, T) and their noise draw")
     if B and (subjects.min() < 0 or subjects.max() >= cfg.S):
         raise ValueError(f"subjects must lie in [0, S-1] = [0, {cfg.S - 1}]")
     if B and (relations.min() < 0 or relations.max() >= cfg.R):
@@ -172,7 +199,10 @@ def prompts_for_pairs(cfg: TaskConfig, subjects: torch.Tensor, relations: torch.
 def sample_pairs(cfg: TaskConfig, batch_size: int,
                  seed: int | torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(subjects, relations), each long (B,), drawn from p(s, r) = p(s) / R on the CPU."""
+    check_task(cfg)
     batch_size = check_int("batch_size", batch_size, 1)
+    check_allocation({"batch_size": batch_size, "T": cfg.T}, 2 * batch_size * cfg.T, torch.int64,
+                     "a batch of prompts (batch_size, T) and its noise draw")
     gen = _gen(seed)
     if cfg.subjects == "uniform":
         subjects = torch.randint(cfg.S, (batch_size,), generator=gen)  # (B,)
@@ -205,6 +235,9 @@ def prompt_probability(cfg: TaskConfig, tokens: torch.Tensor) -> torch.Tensor:
 
     P(z) = p(s) / R * 1 / ((T - 1)(T - 2)) * n_noise^-(T - 3) for a well-formed prompt, else 0.
     """
+    check_task(cfg)
+    if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.is_complex():
+        raise ArgumentTypeError(f"tokens must be an integer tensor (B, T), got {_shown(tokens)}")
     tokens = tokens.cpu().long()  # (B, T)
     if tokens.ndim != 2 or tokens.shape[1] != cfg.T:
         raise ValueError(f"tokens must have shape (B, T) with T = {cfg.T}; got {tuple(tokens.shape)}")
@@ -221,6 +254,8 @@ def prompt_probability(cfg: TaskConfig, tokens: torch.Tensor) -> torch.Tensor:
 
 def all_pairs(cfg: TaskConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Every (s, r) pair once, subject-major: subjects (S R,), relations (S R,), long."""
+    check_task(cfg)
+    _check_pairs_size(cfg, "every (s, r) pair (subjects and relations, S R each)", copies=2)
     s, r = torch.meshgrid(torch.arange(cfg.S), torch.arange(cfg.R), indexing="ij")  # (S, R), (S, R)
     return s.reshape(-1), r.reshape(-1)
 
@@ -245,9 +280,11 @@ def evaluate_population(model: Callable[[torch.Tensor], torch.Tensor], cfg: Task
     Every pair is covered (not a random subset of pairs); for each, the positions of s and r and the noise
     tokens are drawn ``repeats`` times. A prompt counts as right when the argmax logit is a*(s, r).
     """
+    check_function("model", model, "a function of tokens (B, T) -> logits (B, R D)")
     table = check_table(cfg, table)
     repeats = check_int("repeats", repeats, 1)
     batch_size = check_int("batch_size", batch_size, 1)
+    _check_pairs_size(cfg, f"every (s, r) pair {repeats} times (subjects and relations)", copies=2 * repeats)
     gen = generator(seed)
     subjects, relations = all_pairs(cfg)  # (S R,), (S R,)
     subjects, relations = subjects.repeat(repeats), relations.repeat(repeats)  # (S R repeats,)
@@ -274,6 +311,9 @@ def evaluate_population(model: Callable[[torch.Tensor], torch.Tensor], cfg: Task
 
 def token_names(cfg: TaskConfig, tokens: torch.Tensor) -> list[str]:
     """Readable names of input tokens (one prompt, (T,)): s3, r1, n7, EOS."""
+    check_task(cfg)
+    if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.ndim != 1:
+        raise ArgumentTypeError(f"tokens must be a 1-D integer tensor (one prompt), got {_shown(tokens)}")
     names = []
     for t in tokens.tolist():
         if t < cfg.S:
@@ -291,5 +331,6 @@ def token_names(cfg: TaskConfig, tokens: torch.Tensor) -> list[str]:
 
 def answer_name(cfg: TaskConfig, answer: int) -> str:
     """Readable name of an answer id: a{r}.{k} is the k-th answer of relation r's set A_r."""
+    check_task(cfg)
     answer = check_int("answer", answer, 0, cfg.num_answers - 1)
     return f"a{answer // cfg.D}.{answer % cfg.D}"

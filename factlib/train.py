@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_choice, check_float, check_int
+from ._validate import check_allocation, check_choice, check_float, check_int
 from .capacity import CapacitySearch, predicted_capacity
 from .config import generator
 from .embeddings import memory_embeddings
@@ -36,6 +36,8 @@ CHUNK_ELEMS = 1 << 19
 
 def many_to_one_targets(N: int, M: int) -> torch.Tensor:
     """f*(x) = floor(x M / N): N inputs onto M outputs in equal blocks (Fig. 6); M = N gives f*(x) = x. (N,)"""
+    N, M = check_int("N", N, 1), check_int("M", M, 1)
+    check_allocation({"N": N}, N, torch.int64, "the targets (N,)")
     return torch.arange(N) * M // N
 
 
@@ -260,6 +262,10 @@ class CapacityProblem:
         check_int("m", self.m, 1 if self.kind == "mlp" else 0, None if self.kind == "mlp" else 0)
         if self.M is not None:
             check_int("M", self.M, 2)
+        outputs = self.high if self.M is None else self.M
+        check_allocation({"d": self.d}, (self.high + outputs) * self.d, torch.float64,
+                         f"the embeddings of its capacity search (E and U: {self.high} + {outputs} vectors of "
+                         "dimension d, drawn in float64)")
 
 
 def memory_capacities(problems: Sequence[CapacityProblem], lrs: Sequence[float], config: TrainConfig = TrainConfig(),
@@ -314,6 +320,9 @@ def memory_capacities(problems: Sequence[CapacityProblem], lrs: Sequence[float],
                     ns = [n for _, n in chunk]
                     outs = [n if problems[i].M is None else problems[i].M for i, n in chunk]
                     Nmax, Mmax = max(ns), max(outs)
+                    check_allocation({"d": d, "runs": len(chunk)}, len(chunk) * (Nmax + 2 * Mmax) * d, torch.float32,
+                                     f"a batch of memories trained together (E and U of up to {Nmax} inputs and "
+                                     f"{Mmax} outputs per run)")
                     E = torch.stack([F.pad(pool(i)[0][:n], (0, 0, 0, Nmax - n)) for i, n in chunk])  # (r, N, d)
                     U = torch.stack([F.pad(pool(i)[1][:o], (0, 0, 0, Mmax - o))
                                      for (i, _), o in zip(chunk, outs)])  # (r, M, d)

@@ -10,10 +10,13 @@ import torch
 from .embeddings import memory_embeddings
 from .explorer import Explorer
 from .memory import hebbian_accuracy_prediction, hebbian_memory, low_rank_memory, margins
-from .plots import COLORS, figure
+from .plots import COLORS, PHONE_MAX_WIDTH, figure
+
+#: width of an explorer's figures (inches): on a phone they keep 8 pt text legible (factlib/explorer.py)
+EXPLORER_WIDTH = PHONE_MAX_WIDTH
 
 
-def _margin_histograms(ax, series, xlabel: str, title: str) -> None:
+def _margin_histograms(ax, series, xlabel: str, title: str, title_size: float | None = None) -> None:
     """Overlaid histograms of per-input margins (label, margins (N,)), each labelled with its accuracy (the
     fraction of margins above zero), and the line at zero where recall flips."""
     for (label, gap), color in zip(series, COLORS):
@@ -22,7 +25,7 @@ def _margin_histograms(ax, series, xlabel: str, title: str) -> None:
     ax.axvline(0, color="black", lw=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("number of inputs")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=title_size)
     ax.legend(loc="upper left", fontsize=8)
 
 
@@ -42,11 +45,12 @@ def memory_explorer(d: int = 32, N: int = 200, rank: int = 32, seed: int = 0) ->
         targets = torch.arange(N)
         W_full = hebbian_memory(E, U, targets)  # (d, d)
         W_low = low_rank_memory(E, U, targets, rank, seed + 1)  # (d, d), rank <= m
-        fig, ax = figure(width=6.0, height=3.0)
+        fig, ax = figure(width=EXPLORER_WIDTH, height=3.0)
         _margin_histograms(ax, [(f"full (rank {d})", margins(W_full, E, U, targets)),
                                 (f"rank {rank}", margins(W_low, E, U, targets))],
                            "margin: right score minus best wrong score",
-                           f"d={d}, N={N}: predicted accuracy (full) {hebbian_accuracy_prediction(N, d):.3f}")
+                           f"d={d}, N={N}: predicted accuracy (full) {hebbian_accuracy_prediction(N, d):.3f}",
+                           title_size=9)
         return [fig], None
 
     return Explorer(sliders, draw, rows=[["d", "N"], ["rank", "seed"]],
@@ -77,10 +81,11 @@ def draw_prompt(ax, task, tokens: torch.Tensor, answer: int, y: float = 0.0, lab
         ax.text(-0.3, y + 0.4, label, ha="right", va="center", fontsize=8)
 
 
-def draw_prompts(task, tokens: torch.Tensor, answers: torch.Tensor, title: str = ""):
-    """Figure with one row per prompt (B, T) and its answer; returns (fig, ax)."""
+def draw_prompts(task, tokens: torch.Tensor, answers: torch.Tensor, title: str = "", width: float | None = None):
+    """Figure with one row per prompt (B, T) and its answer; returns (fig, ax). ``width`` in inches (default:
+    wide enough for T tokens)."""
     B, T = tokens.shape
-    fig, ax = figure(width=max(5.0, 0.32 * (T + 4)), height=0.45 * B + 0.9)
+    fig, ax = figure(width=width or max(5.0, 0.32 * (T + 4)), height=0.45 * B + 0.9)
     for b in range(B):
         draw_prompt(ax, task, tokens[b], int(answers[b]), y=B - 1 - b, label=f"prompt {b + 1}")
     ax.set_xlim(-2.2, T + 2.3)
@@ -111,15 +116,16 @@ def prompt_explorer(S: int = 8, R: int = 3, D: int = 4, T: int = 12, seed: int =
         task = TaskConfig(S=S, R=R, D=D, T=T, subjects=subjects)
         table = fact_table(task, seed)  # (S, R)
         tokens, answers, s, r = sample_batch(task, table, 4, seed + 1)  # (4, T), (4,), (4,), (4,)
-        fig, _ = draw_prompts(task, tokens, answers, title=f"S={S}, R={R}, D={D}: {task.num_facts} facts, "
-                                                           f"{information_bits(task):.0f} bits")
+        fig, ax = draw_prompts(task, tokens, answers, width=EXPLORER_WIDTH,
+                               title=f"S={S}, R={R}, D={D}: {task.num_facts} facts, {information_bits(task):.0f} bits")
+        ax.title.set_fontsize(9)
         prompts = fig
-        fig, ax = figure(width=6.4, height=1.3 + 0.3 * R)
+        fig, ax = figure(width=EXPLORER_WIDTH, height=1.3 + 0.3 * R)
         ax.imshow((table % D).T.numpy(), cmap="viridis", vmin=0, vmax=max(D - 1, 1), aspect="auto")
         ax.scatter(s.numpy(), r.numpy(), marker="s", s=60, facecolors="none", edgecolors="red", label="sampled")
         ax.set_xlabel("subject s")
         ax.set_ylabel("relation r")
-        ax.set_title("fact table: index of a*(s, r) in A_r")
+        ax.set_title("fact table: index of a*(s, r) in A_r", fontsize=9)
         ax.grid(False)
         ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.01, 1.0))
         return [prompts, fig], None
@@ -178,7 +184,7 @@ def construction_explorer(construction: str = "attention_mlp", S: int = 16, R: i
                           H: int = 16, d_h: int = 4, m: int = 4096) -> Explorer:
     """Chapter 4: build a construction at the chosen sizes; show its accuracy on every pair, its parameter
     count and the accuracy of each block's logits alone (which block holds the facts). The MLP width m is used
-    by the attention + MLP construction only."""
+    by the attention + MLP construction only: the control is off for the attention-only one."""
     from .constructions import attention_mlp, attention_only, head_load, predicted_min_width, verify
     from .models import ModelConfig, block_logits, parameter_count
     from .task import TaskConfig, fact_table, sample_batch
@@ -207,27 +213,31 @@ def construction_explorer(construction: str = "attention_mlp", S: int = 16, R: i
             parts = block_logits(model, tokens)  # name -> (B, R D)
         block_acc = {name: (logits.argmax(1) == answers).float().mean().item() for name, logits in parts.items()}
         count = parameter_count(cfg)
-        fig, axes = figure(ncols=2, width=3.6, height=2.8)
-        axes[0].bar(list(block_acc), list(block_acc.values()), color=[COLORS[7], COLORS[0], COLORS[3]])
-        axes[0].set_ylim(0, 1.05)
-        axes[0].set_ylabel("accuracy of that block's logits alone")
-        axes[0].set_title(f"all blocks: {result.accuracy:.3f} ({result.method})", fontsize=9)
-        axes[1].bar(["attention", "MLP"], [count["attention"], count["mlp"]], color=[COLORS[0], COLORS[3]])
-        axes[1].set_ylabel("parameters")
-        axes[1].set_title(f"{count['total']} parameters for {task.num_facts} facts", fontsize=9)
+        accuracy, ax = figure(width=3.6, height=2.8)
+        ax.bar(list(block_acc), list(block_acc.values()), color=[COLORS[7], COLORS[0], COLORS[3]])
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("accuracy of that block's logits alone")
+        ax.set_title(f"all blocks: {result.accuracy:.3f} ({result.method})", fontsize=9)
+        params, ax = figure(width=3.6, height=2.8)
+        ax.bar(["attention", "MLP"], [count["attention"], count["mlp"]], color=[COLORS[0], COLORS[3]])
+        ax.set_ylabel("parameters")
+        ax.set_title(f"{count['total']} parameters for {task.num_facts} facts", fontsize=9)
         lines = [f"head load {head_load(task, H)} tokens; every pair right: {result.all_correct}"]
-        if construction == "attention_mlp":
+        if construction == "attention_only":
+            lines.append("The attention-only construction has no MLP (m = 0): the MLP width m changes nothing here.")
+        else:
             # eq-mlp-condition assumes the right answer's gap 1 - 1/D; a relation that gives one answer to a share p
             # of its subjects leaves that answer's pairs a gap of only about 1 - p
             share = max((table[:, r] == a).float().mean().item() for r in range(R) for a in table[:, r].unique())
             lines.append(f"MLP threshold (eq-mlp-condition) m = {predicted_min_width(task, d):.0f}; it assumes a gap "
                          f"1 - 1/D = {1 - 1 / D:.2f}, and here one relation gives one answer to {share:.0%} of the "
                          f"subjects (gap about {1 - share:.2f})")
-        return [fig], "\n".join(lines)
+        return [accuracy, params], "\n".join(lines)
 
     return Explorer(sliders, draw, rows=[["construction", "S", "R", "D"], ["d", "H", "d_h", "m"]],
                     grid={"construction": ("attention_only", "attention_mlp"), "S": (8, 16, 32), "R": (2, 4, 8),
-                          "m": (1024, 4096)})
+                          "m": (1024, 4096)},
+                    unused=lambda v: {"m"} if v["construction"] == "attention_only" else set())
 
 
 def draw_losses(ax, steps, total, relation, subject, R: int, D: int, style: str = "-", label: str = "",
@@ -269,7 +279,7 @@ def sequential_learning_explorer(S: int = 16, R: int = 4, D: int = 8, lr: float 
         cfg = DynamicsConfig(S=S, R=R, D=D, lr=lr, init_scale=init_scale, steps=steps, eval_every=steps // 128)
         curve = train(cfg, "population")
         stages = find_stages(curve.steps, curve.total_loss, floor=0.0)
-        fig, ax = figure(width=6.4, height=3.4)
+        fig, ax = figure(width=EXPLORER_WIDTH, height=3.4)
         draw_losses(ax, curve.steps, curve.total_loss, curve.relation_loss, curve.subject_loss, R, D)
         ax.axhline(math.log(R), color="gray", ls=":", lw=0.8)
         for e in stages.escapes:
@@ -308,7 +318,7 @@ def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | No
     def draw(v: dict):
         h, k = v["H"], v["m"]
         cell = cells[(h, k)]
-        fig, axes = figure(ncols=3, width=3.2, height=2.9)
+        figs, axes = zip(*(figure(width=2.55, height=2.9) for _ in range(3)))
         grid = np.array([[cells[(a, b)]["accuracy"] for a in Hs] for b in ms])  # (len(ms), len(Hs))
         axes[0].imshow(grid, origin="lower", cmap="viridis", vmin=0, vmax=1, aspect="auto")
         for i, b in enumerate(ms):
@@ -337,7 +347,7 @@ def tradeoff_explorer(cells: dict, facts: int, H: int | None = None, m: int | No
         axes[2].set_ylim(0, 1.05)
         axes[2].set_ylabel("accuracy of that block's logits alone")
         axes[2].set_title("where the facts are", fontsize=9)
-        return [fig], (f"H = {h}, m = {k}: {cell['params']} parameters for {facts} facts "
+        return list(figs), (f"H = {h}, m = {k}: {cell['params']} parameters for {facts} facts "
                        f"({facts / cell['params']:.3f} facts per parameter); final accuracy {cell['accuracy']:.3f}")
 
     return Explorer(sliders, draw, rows=[["H", "m"]], grid={"H": Hs, "m": ms})
@@ -371,11 +381,11 @@ def mlp_explorer(d: int = 16, alpha: int = 2, N: int = 200, M: int = 0, seed: in
         W1, W2 = random_features_memory(E, U, targets, m, seed + 1)  # (m, d), (d, m)
         trained = score_margins(mlp_forward(E, res.W1, res.b1, res.W2) @ U.T, targets)  # (N,)
         built = score_margins(rf_scores(E, U, W1, W2), targets)  # (N,)
-        fig, ax = figure(width=6.4, height=3.0)
+        fig, ax = figure(width=EXPLORER_WIDTH, height=3.0)
         _margin_histograms(ax, [("trained (Adam)", trained / trained.abs().max()),
                                 ("one-step construction", built / built.abs().max())],
-                           "margin (right score minus best wrong score), scaled to [-1, 1]",
-                           f"d={d}, m={m}, N={N}, M={M}: N / (m d) = {N / (m * d):.2f}")
+                           "margin (right minus best wrong score), scaled to [-1, 1]",
+                           f"d={d}, m={m}, N={N}, M={M}: N / (m d) = {N / (m * d):.2f}", title_size=9)
         predicted = rf_accuracy_prediction(N, d, m, None if M == N else M)
         return [fig], (f"{2 * m * d + m} trained parameters (2 m d + m) for {N} pairs; training stopped after "
                        f"{res.steps} steps at accuracy {res.accuracy:.3f}.\nConstruction: predicted accuracy "
@@ -407,7 +417,7 @@ def bounds_explorer(S: int = 64, R: int = 16, D: int = 8, p: int = 8, accuracy: 
         sizes = {name: construction_parameters(S, R, D, name) for name in ("attention_only", "attention_mlp")}
         bars = {f"bound at\n{p} bits": bits / p, "bound at\n2 bits": bits / 2,
                 "attention\nonly": sizes["attention_only"]["params"], "attention\n+ MLP": sizes["attention_mlp"]["params"]}
-        fig, ax = figure(width=5.6, height=2.8)
+        fig, ax = figure(width=EXPLORER_WIDTH, height=2.8)
         shown = {k: v for k, v in bars.items() if 0 < v < float("inf")}
         ax.bar(list(shown), list(shown.values()), color=[COLORS[7], "#888888", COLORS[0], COLORS[3]][:len(shown)])
         ax.set_yscale("log")

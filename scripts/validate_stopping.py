@@ -1,4 +1,4 @@
-"""Does the early-failure rule stop runs that would have stored their table? (issue 14, item 1)
+"""Does the early-failure rule stop runs that would have stored their table?
 
 Trains runs spanning Figure 4 (left)'s sizes with a profile's protocol and early failure off, so each run trains
 until it reaches 99 % or spends its whole budget; then replays the profile's stopping rules on each run's evaluations
@@ -77,7 +77,8 @@ def main(argv=None):
         stored = [row for row in stored if row["d"] in keep]
     jobs = []
     for row in stored:
-        assert head_sizes(row["d"], row["alpha"], row["beta"], row["H"]) == (row["d_h"], row["m"])
+        rounding = row.get("rounding", "half_up")  # results stored before the sizes followed the release's rounding
+        assert head_sizes(row["d"], row["alpha"], row["beta"], row["H"], rounding) == (row["d_h"], row["m"])
         jobs.append({"d": row["d"], "H": row["H"], "d_h": row["d_h"], "m": row["m"], "lrs": list(lrs),
                      "ns": list(range(max(1, row["n"] - args.span), row["n"] + args.span + 1)),
                      "protocol": vars(full_budget)})
@@ -99,7 +100,7 @@ def main(argv=None):
         trained = [(reached, steps, [tuple(c) for c in curve]) for res in results for reached, steps, curve in res]
         curves_from = None
     rules = {args.profile: rule,
-             "forecast (foresight 2, the quick rule before issue 14)": replace(rule, foresight=2.0)}
+             "forecast (foresight 2)": replace(rule, foresight=2.0)}
     rows, verdicts = [], {name: {"agree": 0, "stopped_learners": 0, "steps": 0} for name in rules}
     for run, (reached, steps, curve) in zip(runs, trained):
         row = {"d": run.d, "d_h": run.d_h, "m": run.m, "n": run.task.S, "lr": run.lr,

@@ -30,3 +30,17 @@ def runs(log: str) -> dict[int, int]:
             x = int(line.split()[0])
             counts[x] = counts.get(x, 0) + 1
     return counts
+
+
+def dying_square(job: dict) -> dict:
+    """``square``, except that the worker process running it is killed (SIGKILL) where ``job["die"]`` is true."""
+    if job.get("die"):
+        os.kill(os.getpid(), 9)
+    return square(job)
+
+
+def tensor_result(job: dict):
+    """A job whose result is not JSON: a torch tensor."""
+    import torch
+
+    return torch.ones(2) * job["x"]

@@ -76,9 +76,14 @@ def test_fitted_constant_hand_case():
                                                                         20 / (4 * math.log(4))])
 
 
-@pytest.mark.parametrize("params, N", [([1.0, 2.0], [3.0]), ([1.0], [1.0]), ([4.0, 4.0], [3.0, 0.5])])
-def test_fitted_constant_bad_args(params, N):
-    with pytest.raises(ValueError, match="N must be >= 2"):
+@pytest.mark.parametrize("params, N, message", [
+    ([1.0, 2.0], [3.0], "params and N must have the same length"), ([], [], "params and N must have the same length"),
+    ([1.0], [1.0], "N must be >= 2"), ([4.0, 4.0], [3.0, 0.5], "N must be >= 2"), ([-1.0], [3.0], "params must be > 0"),
+    ([math.inf], [3.0], "params must hold finite"), ([1.0], [math.nan], "N must hold finite"),
+    ("12", "34", "params must be a 1-D sequence"), ([True], [3.0], "params must be a 1-D sequence"),
+])
+def test_fitted_constant_bad_args(params, N, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
         fitted_constant(params, N)
 
 

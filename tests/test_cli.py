@@ -139,7 +139,7 @@ def test_reproduce_resumes_from_jobs_file(tmp_path):
     jobs = fig.jobs(config)  # one job per d, all seeds together
     assert [job["d"] for job in jobs] == [8, 11]
     # finished rows with values no real run gives: if they come back, the job was not recomputed
-    fake = [{"d": 8, "seed": 0, "N": -1}, {"d": 8, "seed": 1, "N": -2}]
+    fake = [{"d": 8, "seed": 0, "N": 9}, {"d": 8, "seed": 1, "N": 10}]  # within the search's range [8, 32]
     ResultStore(jobs_path, job_context("fig1-left", torch.device("cpu"))).add(jobs[0], fake, wall_s=100.0)
     assert main(["reproduce", "fig1-left", "--d", "8,11", "--seeds", "2", "--out", str(out), "--no-progress",
                  "--device", "cpu"]) == 0

@@ -403,4 +403,4 @@ def test_reproduce_writes_curve_rows(figure, protocol, tmp_path, monkeypatch, ca
 
 def test_reproduce_rejects_d_for_fig5_left(capsys):
     assert main(["reproduce", "fig5-left", "--d", "16", "--no-progress"]) == 2
-    assert "d does not apply" in capsys.readouterr().err
+    assert "d is not used by figure fig5-left" in capsys.readouterr().err

@@ -5,7 +5,15 @@ MathJax typesets all math and no raw TeX or `$` is left in the text, output figu
 to each of its controls (a different figure or summary) with whole labels and usable slider tracks at 1400 px and at
 390 px, the theme's icons are drawn, theorems and exercises are numbered, each chapter page transfers under 4 MB
 (uncompressed, as this server sends it), the bibliography uses author-year labels. Also: the top-level
-index.html has a title and a link, the search page works opened as a file, no empty index pages.
+index.html has a title and a link, the search page works opened as a file, no empty index pages, every page has
+its (local) icon.
+
+Layout, measured in the browser at a laptop (1400 px) and a phone (390 px) width: at 1400 px no code or output
+block is wider than the column (hidden code cells opened), nor a table; at both widths no inline formula or inline
+code is cut off, a display equation either fits beside its number or scrolls in its own box with the number clear
+of it and a scroll cue, and the text of every figure and explorer frame is at least 8 px tall as displayed (its
+smallest font size in points, stored by factlib.plots, times its displayed over its 1x width). Solutions show the
+solution only: no grading markers or hidden tests of the course edition.
 A browser-free check also scans the HTML for remote scripts and styles.
 
 Set HTML_TEST_SCREENSHOTS=DIR to save a full-page screenshot of every page there.
@@ -156,8 +164,7 @@ class LoadedPage:
             self.failures.append(f"{response.url} (HTTP {response.status})")
 
     def _on_console(self, message):
-        # Chromium probes /favicon.ico by itself; the book does not ship one.
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+        if message.type == "error":
             self.errors.append(f"console: {message.text} ({message.location.get('url')})")
 
     def count(self, selector):
@@ -405,9 +412,9 @@ _CHAPTERS = [d for d in DOCNAMES if is_notebook(d)]
 @needs_build
 @pytest.mark.parametrize("docname", _CHAPTERS)
 def test_solutions_stay_hidden_until_opened(pages, docname):
-    """Every exercise is followed by one collapsed solution box. No solution code (the cells with `BEGIN SOLUTION`)
-    and no checker output (`All tests in ... passed!`) is visible before the reader opens a box, and none lies
-    outside a box; each exercise with code names its checker outside the box. Clicking a box's title opens that
+    """Every exercise is followed by one collapsed solution box. No checker output (`All tests in ... passed!`) is
+    visible before the reader opens a box, and none lies outside a box; each exercise whose solution holds code
+    names its checker outside the box. Clicking a box's title opens that
     box where it is: the page does not navigate or jump back to the exercise."""
     page = pages(docname).page
     n_exercises = page.locator("div.exercise").count()
@@ -417,13 +424,11 @@ def test_solutions_stay_hidden_until_opened(pages, docname):
     outside = page.eval_on_selector_all(
         "div.cell", """cells => cells.filter(c => !c.closest('div.solution'))
                                   .map(c => c.textContent)
-                                  .filter(t => t.includes('BEGIN SOLUTION') || /All tests in \\w+ passed!/.test(t))""")
-    assert not outside, f"{docname}: solution code or checker output outside a solution box: {outside[:1]}"
+                                  .filter(t => /All tests in \\w+ passed!/.test(t))""")
+    assert not outside, f"{docname}: checker output outside a solution box: {outside[:1]}"
     visible_text = page.evaluate("() => document.querySelector('article').innerText")
-    assert "BEGIN SOLUTION" not in visible_text and "passed!" not in visible_text, (
-        f"{docname}: solution code or checker output visible before a box is opened")
-    with_code = page.eval_on_selector_all(
-        "div.solution", "els => els.filter(e => e.textContent.includes('BEGIN SOLUTION')).length")
+    assert "passed!" not in visible_text, f"{docname}: checker output visible before a box is opened"
+    with_code = page.eval_on_selector_all("div.solution", "els => els.filter(e => e.querySelector('div.cell')).length")
     named = page.eval_on_selector_all(
         "div.exercise", "els => els.filter(e => /is checked by ch\\d\\.test_\\w+/.test(e.innerText)).length")
     assert with_code and named == with_code, f"{docname}: {with_code} code solutions, {named} exercises name a checker"
@@ -494,3 +499,199 @@ def test_figures_are_2x_and_shown_at_their_size(pages, docname):
     wrong = [i for i in images if abs(i["shown"] - i["natural"] / 2) > 2 or i["shown"] > i["column"] + 1]
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not wrong, f"{docname}: figures not shown at half their pixel width within the column: {wrong}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", _CHAPTERS)
+def test_solutions_show_the_solution_only(pages, docname):
+    """The course edition's grading markers and hidden tests stay in the notebooks (tools/assignments.py reads
+    them) and out of the book (tools/book_html.py): no solution box, open or not, shows them."""
+    texts = pages(docname).page.eval_on_selector_all("div.solution", "els => els.map(e => e.textContent)")
+    marks = [m for text in texts for m in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS") if m in text]
+    assert not marks, f"{docname}: grading markers in the solutions: {marks}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_page_has_its_icon(pages, docname):
+    page = pages(docname).page
+    href = page.evaluate("() => (document.querySelector('link[rel~=icon]') || {}).href || ''")
+    assert href.startswith(page.url.split("/book/")[0]), f"{docname}: no local icon ({href!r})"
+    status = page.evaluate("url => fetch(url).then(r => r.status)", href)
+    assert status == 200, f"{docname}: the icon {href} answers {status}"
+
+
+# Everything on a page that a reader could find cut off or too small, measured where the browser laid it out.
+# The text column is the article's content box. An element is cut when an ancestor that hides overflow is narrower
+# than it (an ancestor that scrolls makes it reachable) or when it runs past the window.
+_LAYOUT = """() => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('article');
+  const style = getComputedStyle(article), box = article.getBoundingClientRect();
+  const colLeft = box.left + parseFloat(style.paddingLeft), colRight = box.right - parseFloat(style.paddingRight);
+  const windowWidth = document.documentElement.clientWidth;
+  const where = el => ((el.closest('section') || {}).id || '') + ': ' + el.textContent.trim().slice(0, 50);
+  function cutBy(el) {
+    const r = el.getBoundingClientRect();
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      const overflow = getComputedStyle(a).overflowX;
+      if (overflow === 'auto' || overflow === 'scroll') return null;
+      if (overflow === 'hidden' || overflow === 'clip') {
+        const ar = a.getBoundingClientRect();
+        if (r.right > ar.right + 1 || r.left < ar.left - 1) return a.tagName.toLowerCase() + '.' + a.className;
+      }
+    }
+    return r.right > windowWidth + 1 ? 'the window' : null;
+  }
+  const shown = el => el.offsetParent !== null;
+  const out = {blocks: [], tables: [], inlineMath: [], inlineCode: [], equations: [], figures: []};
+  for (const pre of article.querySelectorAll('pre')) {
+    if (shown(pre) && pre.scrollWidth > pre.clientWidth + 1)
+      out.blocks.push(`${where(pre)} (${pre.scrollWidth} px in ${pre.clientWidth} px)`);
+  }
+  for (const table of article.querySelectorAll('table')) {
+    const r = table.getBoundingClientRect();
+    if (shown(table) && r.right > colRight + 1) out.tables.push(`${where(table)} (${Math.round(r.right - colRight)} px over)`);
+  }
+  for (const math of article.querySelectorAll('span.math > mjx-container')) {
+    const cut = shown(math) && cutBy(math);
+    if (cut) out.inlineMath.push(`${where(math.parentElement)} (cut by ${cut})`);
+    // a formula's box scrolls only when the formula is wider than the column, and then says so
+    const box = math.parentElement, scrolls = box.scrollWidth > box.clientWidth + 1;
+    const block = box.parentElement.closest('p, li, dd, dt, td, th, div, section, article');
+    const blockStyle = getComputedStyle(block);
+    const room = block.clientWidth - parseFloat(blockStyle.paddingLeft) - parseFloat(blockStyle.paddingRight);
+    if (shown(box) && scrolls && box.offsetWidth < room - 1)
+      out.inlineMath.push(`${where(box)} (scrolls by ${box.scrollWidth - box.clientWidth} px in a line with room)`);
+    if (shown(box) && scrolls !== box.classList.contains('scroll-more-right'))
+      out.inlineMath.push(`${where(box)} (scroll cue ${scrolls ? 'missing' : 'without anything to scroll'})`);
+  }
+  for (const code of article.querySelectorAll('code')) {
+    const cut = !code.closest('pre') && shown(code) && cutBy(code);
+    if (cut) out.inlineCode.push(`${where(code)} (cut by ${cut})`);
+  }
+  for (const div of article.querySelectorAll('div.math')) {
+    const eq = div.querySelector(':scope > mjx-container');
+    if (!eq || !shown(div)) continue;
+    const math = eq.querySelector('mjx-math') || eq;
+    const m = math.getBoundingClientRect(), e = eq.getBoundingClientRect();
+    const number = div.querySelector(':scope > .eqno');
+    const n = number ? number.getBoundingClientRect() : null;
+    const label = number ? number.textContent.replace('#', '').trim() : where(div);
+    const overflow = getComputedStyle(eq).overflowX;
+    const wide = m.width > eq.clientWidth + 1;
+    const problems = [];
+    if (e.left < colLeft - 1 || e.right > colRight + 1) problems.push('its box leaves the column');
+    if (wide && !((overflow === 'auto' || overflow === 'scroll') && eq.scrollWidth >= m.width - 1))
+      problems.push('cut without scrolling');
+    if (wide !== eq.classList.contains('scroll-more-right')) problems.push(wide ? 'no scroll cue' : 'a cue with nothing to scroll');
+    if (n && !(n.left >= e.right - 1 || n.right <= e.left + 1 || n.top >= e.bottom - 1 || n.bottom <= e.top + 1))
+      problems.push('its number lies over it');
+    if (n && n.right > colRight + 1) problems.push('its number leaves the column');
+    const cut = cutBy(eq);
+    if (cut) problems.push(`cut by ${cut}`);
+    if (problems.length) out.equations.push(`${label}: ${problems.join(', ')}`);
+  }
+  for (const img of article.querySelectorAll('.cell_output img, img.fx-frame')) {
+    if (!shown(img)) continue;
+    const shownWidth = img.getBoundingClientRect().width;
+    const font = parseFloat(img.dataset.minFontPt);
+    const px = font * 100 / 72 * shownWidth / (img.naturalWidth / 2);
+    out.figures.push({src: img.currentSrc.slice(-40), font, px: Math.round(px * 10) / 10,
+                      inside: img.getBoundingClientRect().right <= colRight + 1});
+  }
+  return out;
+}"""
+
+LAYOUT_WIDTHS = [1400, 390]
+MIN_TEXT_PX = 8
+
+
+@pytest.fixture(scope="module")
+def layouts(server, browser):
+    """The layout of each page at each width, measured once (hidden code cells opened)."""
+    measured = {}
+
+    def measure(docname, width):
+        if (docname, width) not in measured:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            try:
+                page.goto(f"{server}/{docname}.html", wait_until="load", timeout=TIMEOUT_MS)
+                page.evaluate("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
+                page.wait_for_load_state("networkidle", timeout=TIMEOUT_MS)
+                page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
+                page.wait_for_timeout(500)  # the scroll cues (scroll-cue.js) follow the layout and the fonts
+                measured[docname, width] = page.evaluate(_LAYOUT)
+            finally:
+                page.close()
+        return measured[docname, width]
+
+    return measure
+
+
+#: blocks allowed to be wider than the column at 1400 px, by page and the start of their text, with the reason
+WIDE_BLOCKS_ALLOWED = {
+    # chapter 4 prints the source of OneLayerTransformer.attention as factlib/models.py has it; its docstring line
+    # is 103 characters, 9 more than the column holds at 13 px
+    ("book/04_constructions", "def attention(self, x: torch.Tensor)"),
+}
+
+
+@needs_build
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_code_and_output_blocks_fit_the_column(layouts, docname):
+    """At a laptop width, no code cell (hidden ones opened), printed output or table needs sideways scrolling."""
+    layout = layouts(docname, 1400)
+    blocks = [b for b in layout["blocks"]
+              if not any(page == docname and start in b for page, start in WIDE_BLOCKS_ALLOWED)]
+    assert not blocks, f"{docname}: blocks wider than the column at 1400 px: {blocks}"
+    assert not layout["tables"], f"{docname}: tables wider than the column at 1400 px: {layout['tables']}"
+
+
+#: what the layout reports, and what each report means
+LAYOUT_PROBLEMS = {"inlineMath": "inline math cut off", "inlineCode": "inline code cut off",
+                   "equations": "display equations neither fitting nor scrolling in their box with their number clear"}
+
+
+@needs_build
+@pytest.mark.parametrize("kind", list(LAYOUT_PROBLEMS))
+@pytest.mark.parametrize("width", LAYOUT_WIDTHS)
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_math_and_inline_code_are_never_cut(layouts, docname, width, kind):
+    found = layouts(docname, width)[kind]
+    assert not found, f"{docname} at {width} px: {LAYOUT_PROBLEMS[kind]}: {found}"
+
+
+@needs_build
+@pytest.mark.parametrize("width", LAYOUT_WIDTHS)
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_figure_text_is_legible(layouts, docname, width):
+    """Every figure and explorer frame states its smallest font (factlib.plots) and shows it at least 8 px tall,
+    inside the column: at a phone width the book shows a figure's phone version (tools/book_html.py)."""
+    figures = layouts(docname, width)["figures"]
+    assert figures, f"{docname}: no figures"
+    unknown = [f["src"] for f in figures if f["font"] != f["font"]]  # NaN: no data-min-font-pt
+    assert not unknown, f"{docname}: figures that do not state their smallest font: {unknown}"
+    small = [f for f in figures if f["px"] < MIN_TEXT_PX or not f["inside"]]
+    assert not small, f"{docname} at {width} px: figure text under {MIN_TEXT_PX} px or outside the column: {small}"
+
+
+@needs_build
+@pytest.mark.parametrize("docname", [d for d in DOCNAMES if is_notebook(d)])
+def test_every_enabled_control_changes_every_state(pages, docname):
+    """In every stored state of every explorer, each control the state leaves enabled shows another state when it
+    moves one step: a control that does nothing there is disabled (factlib.explorer's ``unused``)."""
+    datasets = pages(docname).page.eval_on_selector_all(
+        ".fx-explorer script.fx-data", "els => els.map(e => JSON.parse(e.textContent))")
+    idle = []
+    for e, data in enumerate(datasets):
+        sizes = [len(labels) for labels in data["labels"]]
+        for key, state in data["states"].items():
+            index = [int(i) for i in key.split(",")]
+            for c, size in enumerate(sizes):
+                if c in data.get("unused", {}).get(key, []):
+                    continue
+                moved = index.copy()
+                moved[c] = (moved[c] + 1) % size
+                if data["states"][",".join(map(str, moved))] == state:
+                    idle.append(f"explorer {e}, state {key}, control {c}")
+    assert not idle, f"{docname}: enabled controls that change nothing: {idle[:5]} ({len(idle)} in all)"

@@ -69,9 +69,17 @@ def test_bad_metadata_is_a_clear_error(spec):
         Tolerance.from_metadata(spec)
 
 
-def _notebook(path, printed_now: str, stored: str, tolerance: dict | None):
-    cell = nbformat.v4.new_code_cell(f"print({printed_now!r})", execution_count=1)
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
+def _notebook(path, printed_now: str, stored: str, tolerance: dict | None, glued: bool = False):
+    if glued:  # the value glued for the text, as MyST-NB stores it
+        cell = nbformat.v4.new_code_cell(f"from myst_nb import glue\nglue('capacity', {printed_now!r}, display=False)",
+                                         execution_count=1)
+        cell.outputs = [nbformat.v4.new_output("display_data", data={
+            "application/papermill.record/text/plain": repr(stored)}, metadata={"scrapbook": {"name": "capacity",
+                                                                                             "mime_prefix":
+                                                                                             "application/papermill.record/"}})]
+    else:
+        cell = nbformat.v4.new_code_cell(f"print({printed_now!r})", execution_count=1)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
     if tolerance is not None:
         cell.metadata[METADATA_KEY] = tolerance
     nb = nbformat.v4.new_notebook(cells=[cell])
@@ -85,9 +93,11 @@ def _notebook(path, printed_now: str, stored: str, tolerance: dict | None):
     ("capacity 72", {"rtol": 0.05}, False),    # a 10 % change
     ("capacity: 65", {"rtol": 0.05}, False),   # a changed layout
 ])
-def test_nbval_applies_the_cell_tolerance(pytester, monkeypatch, printed_now, tolerance, passes):
-    """End to end: pytest --nbval on a one-cell notebook whose stored output is 'capacity 65'."""
-    _notebook(pytester.path / "chapter.ipynb", printed_now, "capacity 65", tolerance)
+@pytest.mark.parametrize("glued", [False, True])
+def test_nbval_applies_the_cell_tolerance(pytester, monkeypatch, printed_now, tolerance, passes, glued):
+    """End to end: pytest --nbval on a one-cell notebook whose stored output is 'capacity 65', printed or glued
+    for the text."""
+    _notebook(pytester.path / "chapter.ipynb", printed_now, "capacity 65", tolerance, glued)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     result = pytester.runpytest_subprocess("--nbval", "--nbval-current-env", "chapter.ipynb",
                                            "-p", "tools.nbval_tolerance", "-p", "no:cacheprovider")

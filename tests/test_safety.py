@@ -77,8 +77,9 @@ def test_concurrent_appends_to_one_store_lose_nothing(tmp_path):
 
 def test_out_is_written_atomically(tmp_path, monkeypatch):
     out = tmp_path / "r.json"
-    write_atomically(out, "old\n")
-    assert out.read_text() == "old\n"
+    old = '{"figure": "fig1-left", "rows": [], "provenance": {}}\n'  # an earlier result, which a run may replace
+    write_atomically(out, old)
+    assert out.read_text() == old
 
     def killed(*args):
         raise KeyboardInterrupt("killed before the rename")
@@ -86,7 +87,7 @@ def test_out_is_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", killed)  # only write_atomically renames
     with pytest.raises(KeyboardInterrupt):
         reproduce("fig1-left", out=str(out), **TINY)
-    assert out.read_text() == "old\n"  # the old file, whole
+    assert out.read_text() == old  # the old file, whole
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     assert len(_store(out)) == 1  # the finished job is kept for the next run
 
@@ -445,15 +446,465 @@ def test_reproduce_reduced_states_its_cuts_and_restores_the_registry(tmp_path):
     before = FIGURES["fig4-left"]
     tiny = {**PAPER_PROTOCOL, "steps": 32, "batch_size": 16, "eval_every": 16, "eval_size": 32, "patience": 32,
             "population_repeats": 1}
-    cut = {"d": [8], "alpha_beta": [[1, 1], [0.5, 0.5]], "seeds": [0], "lrs": [1e-2], "protocol": tiny,
+    cut = {"d": [8], "alpha_beta": [[1, 1], [2, 2]], "seeds": [0], "lrs": [1e-2], "protocol": tiny,
            "search": {"facts_per_param": 0.01, "points": 2, "growth": 2.0, "rtol": 0.5}}
     inline = reproduce_reduced("fig4-left", str(tmp_path / "a.json"), "tiny cut", **cut)
     spread = reproduce_reduced("fig4-left", str(tmp_path / "b.json"), "tiny cut", executor="processes", workers=2,
                                **cut)
     assert FIGURES["fig4-left"] is before
     assert inline["rows"] == spread["rows"] and len(inline["rows"]) == 2
-    assert {(r["d"], r["alpha"], r["beta"]) for r in inline["rows"]} == {(8, 1, 1), (8, 0.5, 0.5)}
+    assert {(r["d"], r["alpha"], r["beta"]) for r in inline["rows"]} == {(8, 1, 1), (8, 2, 2)}
     assert inline["provenance"]["config"]["note"] == "tiny cut" and inline["profile"] == "full"
     assert spread["provenance"]["executor"] == "processes"
     with pytest.raises(ValueError, match=r"unknown: \['nonsense'\]"):
         reproduce_reduced("fig4-left", str(tmp_path / "c.json"), "x", nonsense=1)
+
+
+# === issue 25: --out safety, records checked against their job, unused flags, sizes, named errors ================
+
+import dataclasses  # noqa: E402
+import fcntl  # noqa: E402
+import stat  # noqa: E402
+import tempfile  # noqa: E402
+import warnings  # noqa: E402
+
+import sweep_jobs  # noqa: E402
+from factlib import bounds, task  # noqa: E402
+from factlib.train import many_to_one_targets as memory_targets  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _quiet_reproduce(*args, **kwargs):
+    """``reproduce`` with its warnings recorded: (result, list of warning messages)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = reproduce(*args, **kwargs)
+    return result, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+# --- item 1: --out never names another run's file, a link, a device, a FIFO or a folder --------------------------
+
+@pytest.fixture
+def run_a(tmp_path):
+    """A finished run A on a.json: its output, job store and lock, and their bytes."""
+    out = tmp_path / "a.json"
+    reproduce("fig1-left", out=str(out), **TINY)
+    files = {p: p.read_bytes() for p in (out, tmp_path / "a.json.jobs.jsonl", tmp_path / "a.json.lock")}
+    return out, files
+
+
+@pytest.mark.parametrize("name", ["a.json.jobs.jsonl", "a.json.lock", "a.json.jobs.jsonl.lock"])
+def test_out_naming_another_runs_store_or_lock_is_refused(run_a, name):
+    out, files = run_a
+    target = out.with_name(name)
+    with pytest.raises(ValueError, match=rf"^out '{re.escape(str(target))}': .*(job store|lock)"):
+        reproduce("fig1-left", out=str(target), **TINY)
+    assert {p: p.read_bytes() for p in files} == files  # A's files untouched
+    with pytest.raises(ValueError, match=rf"^out '{re.escape(str(target))}': "):
+        _cli("fig1-left", "--d", "8", "--seeds", "1", "--out", str(target))  # one line, exit status 2
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_out_that_is_a_symlink_is_refused(run_a, tmp_path):
+    out, files = run_a
+    link = tmp_path / "c.json"
+    link.symlink_to(out)
+    with pytest.raises(ValueError, match=r"^out '.*c\.json': .*symbolic link"):
+        reproduce("fig1-left", out=str(link), **TINY)
+    assert link.is_symlink() and {p: p.read_bytes() for p in files} == files
+    # nor may its store or lock be links onto another run's files
+    (tmp_path / "e.json.jobs.jsonl").symlink_to(tmp_path / "a.json.jobs.jsonl")
+    with pytest.raises(ValueError, match=r"^out '.*e\.json': .*e\.json\.jobs\.jsonl' is a symbolic link"):
+        reproduce("fig1-left", out=str(tmp_path / "e.json"), **TINY)
+    (tmp_path / "f.json.lock").symlink_to(tmp_path / "a.json.lock")
+    with pytest.raises(ValueError, match=r"^out '.*f\.json': .*f\.json\.lock' is a symbolic link"):
+        reproduce("fig1-left", out=str(tmp_path / "f.json"), **TINY)
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_out_that_is_a_device_fifo_or_folder_path_is_refused(tmp_path):
+    node, fifo = tmp_path / "null.json", tmp_path / "pipe.json"
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a character device, as /dev/null
+    os.mkfifo(fifo)
+    cases = [(node, "character device"), (fifo, "FIFO"), (str(tmp_path / "newdir") + "/", "ends with '/'")]
+    for out, what in cases:
+        with pytest.raises(ValueError, match=rf"^out '.*': .*{what}"):
+            reproduce("fig1-left", out=str(out), **TINY)
+    assert stat.S_ISCHR(node.lstat().st_mode) and stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert not (tmp_path / "newdir").exists() and not list(tmp_path.glob("*.jsonl"))
+
+
+def test_out_holding_something_else_is_refused(run_a, tmp_path):
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes, not a result\n")
+    with pytest.raises(ValueError, match=r"^out '.*notes\.json': .*not a result"):
+        reproduce("fig1-left", out=str(notes), **TINY)
+    out, files = run_a  # A's result is fig1-left's: a fig5-left run may not replace it
+    with pytest.raises(ValueError, match=r"^out '.*a\.json': .*results of figure fig1-left"):
+        reproduce("fig5-left", out=str(out), progress=False, device="cpu")
+    assert notes.read_text() == "my notes, not a result\n" and {p: p.read_bytes() for p in files} == files
+    assert reproduce("fig1-left", out=str(out), **TINY)["rows"]  # the same figure again: replaced, as before
+
+
+def test_out_with_a_nul_character_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"^out .*NUL"):
+        reproduce("fig1-left", out="x\0.json", **TINY)
+
+
+def test_an_unopenable_lock_is_not_called_in_use(tmp_path):
+    with pytest.raises(ValueError, match=r"^out '/proc/x\.json': cannot create files in its folder '/proc'") as err:
+        _cli("fig1-left", "--d", "8", "--seeds", "1", "--out", "/proc/x.json")  # one line, exit status 2
+    assert "in use" not in str(err.value)
+
+
+def test_a_foreign_lock_is_reported_before_any_job_runs(tmp_path):
+    """As root: a lock file owned by another account (uid 4242) in a sticky folder, as in /tmp; filelock refuses
+    to take such a lock (its owner could swap it during the hold). Real ownership, no monkeypatching."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    lock = shared / "r.json.lock"
+    lock.write_text("")
+    os.chown(lock, 4242, 4242)
+    with pytest.raises(ValueError, match=r"^out '.*r\.json': cannot take its lock .*uid 4242"):
+        reproduce("fig1-left", out=str(shared / "r.json"), **TINY)
+    assert not (shared / "r.json.jobs.jsonl").exists()  # no job ran
+
+
+def test_another_users_lock_is_reported_to_that_user(tmp_path):
+    """A real second account: the run drops to uid 65534 (nobody) once its modules are imported (the interpreter
+    lives under /root, which nobody cannot read), on a lock file root owns with mode 0644."""
+    shared = Path(tempfile.mkdtemp(dir="/tmp", prefix="factlib-shared-"))
+    out = shared / "r.json"
+    code = ("import os, sys\nfrom factlib.__main__ import main\n"
+            "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+            f"sys.exit(main(['reproduce', 'fig1-left', '--d', '8', '--seeds', '1', '--no-progress', '--device', 'cpu', "
+            f"'--out', {str(out)!r}]))\n")
+    try:
+        shared.chmod(0o1777)
+        (shared / "r.json.lock").write_text("")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert re.match(r"error: out '.*r\.json': '.*r\.json\.lock' is not writable by this user \(owned by uid 0",
+                        proc.stderr), proc.stderr
+        assert not (shared / "r.json.jobs.jsonl").exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(shared)], check=True)
+
+
+def _hold(path):
+    """Hold an flock on ``path`` from another open file description, as another process appending would."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _test_figure(run_job, name="test-squares", **config):
+    """A registered test figure: one job per x, computed by ``run_job(job, device=...)``."""
+    return sweeps.Figure(name=name, description="squares, for the tests",
+                         configs={"quick": {"x": [1, 2], **config}, "full": {"x": [1, 2, 3], **config}},
+                         jobs=lambda cfg: [{"x": x} for x in cfg["x"]], run_job=run_job, options=())
+
+
+def _square_rows(job, device):
+    return [{"x": job["x"], "square": job["x"] ** 2}]
+
+
+def test_a_store_lock_held_too_long_is_reported_before_any_job_runs(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setitem(FIGURES, "test-squares",
+                        _test_figure(lambda job, device: calls.append(job) or _square_rows(job, device)))
+    monkeypatch.setattr(sweeps, "STORE_LOCK_TIMEOUT_S", 0.3)
+    out = tmp_path / "r.json"
+    fd = _hold(f"{out}.jobs.jsonl.lock")
+    try:
+        with pytest.raises(StoreLocked, match=r"job store .*r\.json\.jobs\.jsonl.* held .* 0\.3 s"):
+            reproduce("test-squares", out=str(out), progress=False, device="cpu")
+    finally:
+        os.close(fd)
+    assert calls == [] and not out.exists()
+
+
+def test_a_store_lock_timeout_after_a_job_keeps_its_result(tmp_path, monkeypatch):
+    """The append lock is taken by another process after the run began: the finished job goes to a side file,
+    the run says where, and the next run reuses it from there."""
+    out = tmp_path / "r.json"
+    held = []
+
+    def job_then_block(job, device):
+        if not held:
+            held.append(_hold(f"{out}.jobs.jsonl.lock"))  # from now on, appends wait in vain
+        return _square_rows(job, device)
+
+    monkeypatch.setitem(FIGURES, "test-squares", _test_figure(job_then_block))
+    monkeypatch.setattr(sweeps, "STORE_LOCK_TIMEOUT_S", 0.3)
+    try:
+        result, messages = _quiet_reproduce("test-squares", out=str(out), progress=False, device="cpu")
+    finally:
+        os.close(held[0])
+    side = sorted(tmp_path.glob("r.json.jobs.jsonl.side-*.jsonl"))
+    assert len(side) == 1 and len(side[0].read_text().splitlines()) == 2
+    assert any(str(side[0]) in m and "kept" in m for m in messages), messages
+    assert result["rows"] == [{"x": 1, "square": 1}, {"x": 2, "square": 4}]
+    monkeypatch.setitem(FIGURES, "test-squares", _test_figure(lambda job, device: pytest.fail("recomputed")))
+    again, _ = _quiet_reproduce("test-squares", out=str(out), progress=False, device="cpu")
+    assert again["rows"] == result["rows"] and again["provenance"]["jobs_reused"] == 2
+
+
+def test_a_killed_worker_process_is_named_and_the_finished_jobs_are_kept(tmp_path):
+    jobs_ = [{"x": x, "die": x == 2} for x in range(4)]
+    store = ResultStore(tmp_path / "r.jsonl")
+    with pytest.raises(sweeps.WorkerDied, match=r"^a worker process died .*1 of 4 jobs unfinished|^a worker process"
+                                                r" died"):
+        run_sweep(jobs_, sweep_jobs.dying_square, store, progress=False, executor="processes", workers=1)
+    stored = ResultStore(store.path)
+    assert jobs_[0] in stored and jobs_[1] in stored and jobs_[2] not in stored
+
+
+# --- item 2: every stored record is checked against the job that names it ----------------------------------------
+
+def _forge(store_path, mutate, line=0, rekey=False):
+    """Edit record ``line`` of a store as a forger who recomputes the key and the checksum would."""
+    lines = Path(store_path).read_text().splitlines()
+    record = json.loads(lines[line])
+    mutate(record)
+    if rekey:
+        record["key"] = sweeps.record_key(record["job"], record.get("context"))
+    record["checksum"] = sweeps._checksum(record)
+    lines[line] = json.dumps(record)
+    Path(store_path).write_text("\n".join(lines) + "\n")
+    return record
+
+
+def _set_row(key, value):
+    return lambda record: record["result"][0].__setitem__(key, value)
+
+
+FORGED = [
+    ("no rows", lambda r: r.__setitem__("result", [])),
+    ("rows of another d", _set_row("d", 11)),
+    ("another seed", _set_row("seed", 1)),
+    ("N a string", _set_row("N", "21")),
+    ("N a bool", _set_row("N", True)),
+    ("N NaN", _set_row("N", math.nan)),
+    ("N infinite", _set_row("N", math.inf)),
+    ("N out of its range", _set_row("N", 99999)),
+    ("a dict, not a list", lambda r: r.__setitem__("result", r["result"][0])),
+    ("an extra row", lambda r: r["result"].append(dict(r["result"][0]))),
+    ("a key missing", lambda r: r["result"][0].pop("N")),
+    ("an extra key", _set_row("note", "forged")),
+    ("an extra field", lambda r: r.__setitem__("note", "forged")),
+    ("wall_s negative", lambda r: r.__setitem__("wall_s", -1.0)),
+    ("wall_s a string", lambda r: r.__setitem__("wall_s", "1")),
+]
+
+
+@pytest.mark.parametrize("name, mutate", FORGED, ids=[f[0] for f in FORGED])
+def test_a_forged_but_checksummed_record_is_recomputed_and_counted(tmp_path, name, mutate):
+    out = tmp_path / "r.json"
+    honest = reproduce("fig1-left", out=str(out), **TINY)
+    _forge(f"{out}.jobs.jsonl", mutate)
+    again, messages = _quiet_reproduce("fig1-left", out=str(out), **TINY)
+    assert again["rows"] == honest["rows"]
+    prov = again["provenance"]
+    assert (prov["jobs_reused"], prov["jobs_recomputed_invalid"]) == (0, 1)
+    assert len(messages) == 1 and re.search(r"r\.json\.jobs\.jsonl: ignored 1 record.*line 1: ", messages[0]), messages
+    assert "NaN" not in out.read_text() and "Infinity" not in out.read_text()
+
+
+def test_a_later_duplicate_record_does_not_replace_the_first(tmp_path):
+    out = tmp_path / "r.json"
+    honest = reproduce("fig1-left", out=str(out), **TINY)
+    store = Path(f"{out}.jobs.jsonl")
+    first = store.read_text()
+    store.write_text(first * 2)
+    _forge(store, _set_row("N", 9), line=1)
+    again, messages = _quiet_reproduce("fig1-left", out=str(out), **TINY)
+    assert again["rows"] == honest["rows"] and again["provenance"]["jobs_reused"] == 1
+    assert len(messages) == 1 and "line 2: " in messages[0] and "line 1" in messages[0], messages
+
+
+def test_a_fig6_record_relabelled_fig1_right_is_not_reused(tmp_path, monkeypatch):
+    small = {"d": [8], "alpha": [1], "seeds": [0], "max_params": 1024,
+             "train": {"lrs": [3e-2], "steps": 256, "patience": 64}}
+    for name in ("fig1-right", "fig6"):
+        fig = FIGURES[name]
+        monkeypatch.setitem(FIGURES, name, dataclasses.replace(
+            fig, configs={**fig.configs, "quick": {**fig.configs["quick"], **small}}))
+    reproduce("fig6", out=str(tmp_path / "six.json"), progress=False, device="cpu")
+    record = json.loads((tmp_path / "six.json.jobs.jsonl").read_text())
+    record["job"]["M"] = None  # now names fig1-right's job, context (code, device, dtype) unchanged
+    (tmp_path / "one.json.jobs.jsonl").write_text(json.dumps(record) + "\n")
+    _forge(tmp_path / "one.json.jobs.jsonl", lambda r: None, rekey=True)
+    result, messages = _quiet_reproduce("fig1-right", out=str(tmp_path / "one.json"), progress=False, device="cpu")
+    assert result["provenance"]["jobs_recomputed_invalid"] == 1 and "M" not in result["rows"][0]
+    assert len(messages) == 1 and "line 1: " in messages[0]
+
+
+@pytest.mark.parametrize("damage, what", [
+    (lambda text: "\ufeff" + text, "byte-order mark"),
+    (lambda text: text.splitlines()[0][:40] + "\n" + text.splitlines()[1] + "\n", "cut short"),
+    (lambda text: "\0" * len(text.splitlines()[0]) + "\n" + text.splitlines()[1] + "\n", "NUL"),
+])
+def test_a_damaged_line_is_warned_about_and_counted(tmp_path, damage, what):
+    out = tmp_path / "r.json"
+    honest = reproduce("fig1-left", out=str(out), **{**TINY, "d": [8, 11]})
+    store = Path(f"{out}.jobs.jsonl")
+    store.write_text(damage(store.read_text()))
+    again, messages = _quiet_reproduce("fig1-left", out=str(out), **{**TINY, "d": [8, 11]})
+    assert again["rows"] == honest["rows"]
+    prov = again["provenance"]
+    assert (prov["jobs_reused"], prov["jobs_recomputed_invalid"]) == (1, 1)
+    assert len(messages) == 1 and re.search(rf"r\.json\.jobs\.jsonl: ignored 1 record.*line 1: .*{what}",
+                                            messages[0]), messages
+
+
+def test_results_that_are_not_strict_json_are_refused_naming_the_job(tmp_path):
+    store = ResultStore(tmp_path / "r.jsonl")
+    with pytest.raises(ValueError, match=r"job \{'x': 2\}.*result\['v'\] is NaN"):
+        run_sweep([{"x": 1}, {"x": 2}], lambda job: {"v": 1.0 if job["x"] == 1 else math.nan}, store, progress=False)
+    with pytest.raises(TypeError, match=r"job \{'x': 3\}.*result\[0\] is a Tensor.*not JSON"):
+        run_sweep([{"x": 3}], lambda job: [torch.ones(2)], store, progress=False)
+    text = store.path.read_text()
+    assert "NaN" not in text and len(text.splitlines()) == 1 and {"x": 1} in ResultStore(store.path)
+
+
+def test_a_figure_job_with_nan_rows_is_refused_and_nothing_has_bare_nan(tmp_path, monkeypatch):
+    monkeypatch.setitem(FIGURES, "test-squares", _test_figure(
+        lambda job, device: [{"x": job["x"], "square": math.nan if job["x"] == 2 else 1}]))
+    out = tmp_path / "r.json"
+    with pytest.raises(ValueError, match=r"NaN"):
+        reproduce("test-squares", out=str(out), progress=False, device="cpu")
+    assert not out.exists() and "NaN" not in Path(f"{out}.jobs.jsonl").read_text()
+
+
+def _committed_figures():
+    return sorted(p for p in (REPO / "book" / "data").glob("*.json")
+                  if json.loads(p.read_text()).get("figure") in FIGURES)
+
+
+@pytest.mark.parametrize("path", _committed_figures(), ids=lambda p: p.name)
+def test_committed_results_satisfy_their_figures_row_checks(path):
+    """Every result under book/data, split by the jobs its config makes, passes its figure's row check."""
+    data = json.loads(path.read_text())
+    fig = FIGURES[data["figure"]]
+    config = {k: v for k, v in data["provenance"]["config"].items()}
+    rows = data["rows"]
+    for job in fig.jobs(config):
+        spec = fig.rows(job)
+        n = len(spec.fixed)
+        assert spec.problem(rows[:n]) is None, (job, spec.problem(rows[:n]))
+        rows = rows[n:]
+    assert rows == []
+
+
+def test_committed_job_store_is_reused_whole():
+    """book/data's job store: every record passes its figure's checks under its own context, and a resume of the
+    stored figure (its config, on the code that made it) finds every one of its jobs."""
+    path = REPO / "book" / "data" / "fig4-left-full-cpu.json.jobs.jsonl"
+    data = json.loads((REPO / "book" / "data" / "fig4-left-full-cpu.json").read_text())
+    fig = FIGURES["fig4-left"]
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    context = {**records[-1]["context"]}
+    assert context["code"] == data["provenance"]["code"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store = ResultStore(path, context, figures.record_check(fig))
+    jobs_ = fig.jobs(data["provenance"]["config"])
+    assert len(jobs_) == data["provenance"]["jobs_total"] == 15 and all(job in store for job in jobs_)
+    assert [row for job in jobs_ for row in store[job]] == data["rows"]
+
+
+# --- item 3: a flag a figure does not use is refused --------------------------------------------------------------
+
+@pytest.mark.parametrize("figure, flag", [("bounds", "--d"), ("bounds", "--seeds"), ("fig5-left", "--d")])
+def test_flags_a_figure_does_not_use_are_refused(figure, flag, capsys, tmp_path):
+    out = tmp_path / "never.json"
+    assert main(["reproduce", figure, flag, "8", "--no-progress", "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.match(rf"error: {flag[2:]} is not used by figure {figure}", err) and "\n" not in err, err
+    assert not out.exists() and not (tmp_path / "never.json.jobs.jsonl").exists()
+
+
+def test_provenance_states_the_overrides():
+    result = reproduce("fig1-left", **TINY)
+    assert result["provenance"]["overrides"] == {"d": [8], "seeds": 1}
+    assert result["provenance"]["config"]["d"] == [8] and result["provenance"]["seeds"] == [0]
+
+
+# --- item 5: sizes checked from the arguments, before anything is allocated -------------------------------------
+
+HUGE = [
+    ("mlp_init", lambda: memory.mlp_init(10**6, 10**5, 0), r"^m = 1000000, d = 100000: .* 800\.0 GB"),
+    ("gaussian_embeddings", lambda: embeddings.gaussian_embeddings(10**5, 10**5, 0),
+     r"^n = 100000, d = 100000: .* \d+\.\d GB"),
+    ("fact_table", lambda: task.fact_table(TaskConfig(10**6, 10**6, 2), 0), r"^S = 1000000, R = 1000000: .* TB"),
+    ("relu_hermite_coefficient", lambda: memory.relu_hermite_coefficient(2 * 10**6), r"^k must be .*\[0, 10000\]"),
+    ("kernel_overlap_variance", lambda: memory.kernel_overlap_variance(10**6), r"^j must be .*\[1, 1000\]"),
+    ("reproduce fig1-left d 4096", lambda: reproduce("fig1-left", **{**TINY, "d": [4096]}), r"^d = 4096: .* GB"),
+    ("reproduce fig1-right d 2048", lambda: reproduce("fig1-right", "full", **{**TINY, "d": [2048]}),
+     r"^d = 2048: .* GB"),
+]
+
+
+@pytest.mark.parametrize("name, call, message", HUGE, ids=[h[0] for h in HUGE])
+def test_huge_sizes_are_refused_before_allocating(name, call, message):
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert time.monotonic() - start < 5
+
+
+def test_huge_d_on_the_command_line_is_one_line_before_any_job(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["reproduce", "fig1-left", "--d", "4096", "--no-progress", "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.match(r"error: d = 4096: .* GB", err) and "\n" not in err, err
+    assert not (tmp_path / "r.json.jobs.jsonl").exists()
+
+
+# --- item 8: every bad input named ----------------------------------------------------------------------------
+
+NAMED = [
+    ("information_bits None", lambda: task.information_bits(None), TypeError, r"^cfg must be a TaskConfig"),
+    ("recall_accuracy mixed dtypes", lambda: memory.recall_accuracy(torch.eye(4, dtype=torch.float64), E, U, T),
+     TypeError, r"^W must have the dtype of E"),
+    ("run_sweep None", lambda: run_sweep(None, str, progress=False), TypeError, r"^jobs must be"),
+    ("run_sweep jobs not dicts", lambda: run_sweep([1, 2], str, progress=False), TypeError, r"^jobs must be"),
+    ("run_sweep job not JSON", lambda: run_sweep([{"x": {1, 2}}], str, progress=False), TypeError,
+     r"^jobs must be .*JSON"),
+    ("run_sweep fn None", lambda: run_sweep([{"x": 1}], None, progress=False), TypeError, r"^fn must be"),
+    ("run_sweep store", lambda: run_sweep([{"x": 1}], str, "s.jsonl", progress=False), TypeError,
+     r"^store must be"),
+    ("fitted_constant empty", lambda: capacity.fitted_constant([], []), ValueError, r"^params and N must"),
+    ("fitted_constant NaN", lambda: capacity.fitted_constant([math.nan], [3]), ValueError, r"^params must"),
+    ("bounds figure d", lambda: reproduce("bounds", **TINY), ValueError, r"^d is not used by figure bounds"),
+    ("find_capacity None", lambda: capacity.find_capacity(None, 1, 10), TypeError, r"^succeeds must be a function"),
+    ("min_bits None", lambda: bounds.min_bits(None), TypeError, r"^accuracy_at must be a function"),
+    ("head_loads S 0", lambda: bounds.head_loads(0, 2), ValueError, r"^S must"),
+    ("head_loads huge", lambda: bounds.head_loads(10**5, 10**5), ValueError, r"^S \+ R must be <= 4096"),
+    ("predicted_curve NaN", lambda: dynamics.predicted_curve(DYN, [math.nan]), ValueError, r"^steps must"),
+    ("assign_heads None", lambda: constructions.assign_heads(None, 2), TypeError, r"^task must"),
+    ("code_blocks share 2", lambda: constructions.code_blocks(8, 2.0), ValueError, r"^subject_share must"),
+    ("check_device xla", lambda: config.check_device("xla"), ValueError, r"^device must"),
+    ("job_key not JSON", lambda: sweeps.job_key({"x": {1}}), TypeError, r"^job must be a dict of JSON values"),
+    ("many_to_one_targets N 0", lambda: memory_targets(0, 1), ValueError, r"^N must"),
+    ("many_to_one_targets huge", lambda: memory_targets(10**12, 2), ValueError, r"^N = 1000000000000: .* 8.0 TB"),
+    ("prompt_probability floats", lambda: task.prompt_probability(TASK, torch.ones(2, 32)), TypeError,
+     r"^tokens must be an integer tensor \(B, T\), got a Tensor$"),
+]
+for _address in ("ucx://127.0.0.1:8786", "tls://127.0.0.1:8786", "inproc://x", "tcp://", "tcp://host",
+                 "tcp://host:port", "tcp://host:99999"):
+    NAMED.append((f"scheduler {_address}", lambda a=_address: run_sweep([{"x": 1}], str, progress=False,
+                                                                        executor="dask", scheduler=a),
+                  ValueError, r"^scheduler must be a tcp://host:port address"))
+
+
+@pytest.mark.parametrize("name, call, error, message", NAMED, ids=[n[0] for n in NAMED])
+def test_bad_inputs_are_named(name, call, error, message):
+    start = time.monotonic()
+    with pytest.raises(error, match=message):
+        call()
+    assert time.monotonic() - start < 5

@@ -71,13 +71,19 @@ def test_store_round_trip(tmp_path_factory, records):
     store = ResultStore(path)
     expected = {}
     for job, result in records:
-        store.add(job, result)
-        expected[job_key(job)] = result
-        assert job in store and store[job] == result
+        first = expected.get(job_key(job), result)
+        if json.dumps(first, sort_keys=True) != json.dumps(result, sort_keys=True):
+            with pytest.raises(ValueError, match="already stored with another result"):
+                store.add(job, result)  # the first result of a job stays: records are never replaced
+        else:
+            store.add(job, result)
+            expected[job_key(job)] = result
+        assert job in store and store[job] == expected[job_key(job)]
     reopened = ResultStore(path)
     assert reopened.results == expected
     for job, _ in records:
         assert job in reopened and reopened[job] == expected[job_key(job)]
+    assert len(path.read_text().splitlines()) == len(expected) if path.exists() else not expected
 
 
 def test_empty_store_and_missing_job(tmp_path):

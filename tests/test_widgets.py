@@ -122,3 +122,29 @@ def test_tradeoff_snapshot_covers_the_whole_grid():
     data = _data(widgets.tradeoff_explorer(_cells(), facts=16).snapshot_html())
     assert len(data["states"]) == 4 and data["labels"] == [["1", "2"], ["4", "8"]]
     assert len({s[1] for s in data["states"].values()}) == 4
+
+
+def test_controls_that_do_nothing_are_disabled_and_their_states_drawn_once():
+    calls = []
+    controls = {"kind": w.Dropdown(options=["x", "y"], value="x", description="kind"),
+                "a": w.IntSlider(value=1, min=1, max=3, description="a")}
+
+    def draw(v):
+        calls.append(dict(v))
+        fig, ax = figure(width=2.0, height=1.5)
+        ax.set_title(f"{v['kind']} {v['a'] if v['kind'] == 'y' else ''}")
+        return [fig], f"kind={v['kind']}"
+
+    explorer = Explorer(controls, draw, rows=[["kind", "a"]], grid={"kind": ("x", "y"), "a": (1, 2, 3)},
+                        unused=lambda v: {"a"} if v["kind"] == "x" else set())
+    assert controls["a"].disabled  # live: a does nothing for kind x
+    controls["kind"].value = "y"
+    assert not controls["a"].disabled
+    controls["kind"].value = "x"
+    calls.clear()
+    page = explorer.snapshot_html()
+    data = _data(page)
+    assert len(calls) == 4 and "stores 4 precomputed states" in page  # x once, y at each a
+    assert data["unused"] == {"0,0": [1], "0,1": [1], "0,2": [1]}
+    assert data["states"]["0,0"] == data["states"]["0,2"] and data["states"]["1,0"] != data["states"]["1,2"]
+    assert all(font == 9 for font in data["fonts"]) and 'data-min-font-pt="9"' in page  # tick labels

@@ -9,7 +9,8 @@ A code cell opts in with its metadata::
 
     "nbval-tolerance": {"rtol": 0.05, "atol": 0.02, "why": "capacities from training; see the text"}
 
-and then its text outputs (streams, ``text/plain``, ``text/markdown``, ``text/html``) are compared this way:
+and then its text outputs (streams, ``text/plain``, ``text/markdown``, ``text/html``, and the same types of the
+values a cell glues for the text, MyST-NB's ``application/papermill.record/...``) are compared this way:
 
 * the outputs are split into numbers and the text between them (after nbval's sanitizers ran);
 * the text must be the same, except that runs of spaces and tabs count as one space (a number that gains a
@@ -30,7 +31,10 @@ import re
 from dataclasses import dataclass
 
 METADATA_KEY = "nbval-tolerance"
-TEXT_KEYS = ("stdout", "stderr", "text/plain", "text/markdown", "text/html")
+_TEXT_TYPES = ("text/plain", "text/markdown", "text/html")
+#: a glued value (``myst_nb.glue``) is stored under its type prefixed by this
+GLUE_PREFIX = "application/papermill.record/"
+TEXT_KEYS = ("stdout", "stderr", *_TEXT_TYPES, *(GLUE_PREFIX + t for t in _TEXT_TYPES))
 
 # a decimal number with optional sign, fraction and exponent; not the digits inside a word like "fig1"
 NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\w|\.\d)")

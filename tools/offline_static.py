@@ -179,6 +179,8 @@ def write_index(app, outdir):
     root = app.config.root_doc
     target = app.builder.get_target_uri(root)
     title = html.escape(app.config.html_title or app.config.project)
+    favicon = app.config.html_favicon
+    icon = f'\n  <link rel="icon" href="_static/{html.escape(Path(favicon).name)}">' if favicon else ""
     (outdir / "index.html").write_text(
         f"""<!DOCTYPE html>
 <html lang="{html.escape(app.config.language or 'en')}">
@@ -187,7 +189,7 @@ def write_index(app, outdir):
   <title>{title}</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta http-equiv="refresh" content="0; url={target}">
-  <link rel="canonical" href="{target}">
+  <link rel="canonical" href="{target}">{icon}
 </head>
 <body>
   <h1>{title}</h1>

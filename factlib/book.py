@@ -1,0 +1,139 @@
+"""Plumbing of the chapters: stored results from ``book/data``, tables printed as HTML, and the checks chapter 5
+runs on its stored sweeps. Nothing here computes a result; it reads, tabulates and compares what was stored.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+#: where the chapters (run from book/) find their stored results
+DATA = Path("data")
+PROFILES = ("quick", "full")
+
+
+def load_result(filename: str, data: Path | str = DATA) -> dict:
+    """One stored result file of ``data`` (its rows and provenance)."""
+    path = Path(data) / filename
+    if not path.is_file():
+        raise ValueError(f"filename: no stored result {path}")
+    return json.loads(path.read_text())
+
+
+def stored(name: str, data: Path | str = DATA) -> dict | None:
+    """The stored result ``<name>.json`` of ``data``, or None where it was not produced."""
+    path = Path(data) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load(name: str, data: Path | str = DATA) -> dict:
+    """The stored results of figure ``name``, ``{profile: result}`` for the profiles that were produced
+    (``<name>-quick.json``, ``<name>-full.json``)."""
+    results = {profile: load_result(f"{name}-{profile}.json", data) for profile in PROFILES
+               if (Path(data) / f"{name}-{profile}.json").is_file()}
+    if not results:
+        raise ValueError(f"name: no stored result {name}-quick.json or {name}-full.json in {data}")
+    return results
+
+
+def model_name(result: dict) -> str:
+    """The model a stored transformer result trained, from its protocol: the authors' initialisation and no EOS
+    residual unless the protocol names another (a protocol that names neither trained ours, with the residual)."""
+    protocol = result["provenance"]["config"]["protocol"]
+    init, residual = protocol.get("init", "ours"), protocol.get("eos_residual", True)
+    return f"{init} init, {'with' if residual else 'no'} EOS residual"
+
+
+class Table:
+    """A table printed once: as HTML in a notebook and in the book (fits the column, numbers right-aligned), as
+    aligned text elsewhere. ``cells`` are strings or numbers; ``formats`` maps a column to a format spec."""
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence], formats: dict[str, str] | None = None,
+                 caption: str = ""):
+        columns = list(columns)
+        formats = formats or {}
+        unknown = set(formats) - set(columns)
+        if unknown:
+            raise ValueError(f"formats: {sorted(unknown)} are not columns (columns: {columns})")
+        bad = [row for row in rows if len(row) != len(columns)]
+        if bad:
+            raise ValueError(f"rows: each row needs {len(columns)} cells, got {bad[0]!r}")
+        self.columns, self.caption = columns, caption
+        # numbers (and "-" for a missing one) right-aligned, text left-aligned, cell by cell
+        self.numeric = [[_is_number(cell) or cell is None for cell in row] for row in rows]
+        self.head_numeric = [any(flags[i] for flags in self.numeric) for i in range(len(columns))]
+        self.rows = [[_format(cell, formats.get(column, "")) for cell, column in zip(row, columns)] for row in rows]
+
+    def _repr_html_(self) -> str:
+        def cell(tag, text, numeric):
+            return f'<{tag} class="{"fx-num" if numeric else "fx-text"}">{html.escape(text)}</{tag}>'
+
+        head = "".join(cell("th", c, num) for c, num in zip(self.columns, self.head_numeric))
+        body = "".join("<tr>" + "".join(cell("td", c, num) for c, num in zip(row, flags)) + "</tr>"
+                       for row, flags in zip(self.rows, self.numeric))
+        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        return (f'<div class="fx-table-box"><table class="fx-table">{caption}<thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table></div>")
+
+    def __repr__(self) -> str:
+        widths = [max(len(c), *(len(row[i]) for row in self.rows)) for i, c in enumerate(self.columns)]
+
+        def line(cells, flags):
+            return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, flags)).rstrip()
+
+        lines = ([self.caption] if self.caption else []) + [line(self.columns, self.head_numeric)]
+        lines += [line(row, flags) for row, flags in zip(self.rows, self.numeric)]
+        return "\n".join(lines)
+
+
+def _is_number(cell) -> bool:
+    return isinstance(cell, (int, float)) and not isinstance(cell, bool)
+
+
+def _format(cell, spec: str) -> str:
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return "-"
+    return format(cell, spec) if spec and _is_number(cell) else str(cell)
+
+
+# ---- chapter 5: the stored sweeps at the paper's protocol ----------------------------------------------------
+
+def cpu_subset_table(cpu: dict, quick: dict) -> Table:
+    """Each size of the CPU subset of Figure 4 (left) at the paper's protocol, beside the quick capacity where the
+    quick profile has the same size and split."""
+    quick_facts = {(r["d"], r["alpha"], r["beta"]): r["facts"] for r in quick["rows"]}
+    rows = [[r["d"], r["alpha"], r["beta"], r["params"], r["facts"], quick_facts.get((r["d"], r["alpha"], r["beta"])),
+             r["facts"] / r["params"], r["facts_exact"]]
+            for r in sorted(cpu["rows"], key=lambda r: (r["d"], -r["alpha"]))]
+    return Table(["d", "alpha", "beta", "P", "S R (paper)", "S R (quick)", "facts / P", "facts exact"], rows,
+                 formats={"alpha": "g", "beta": "g", "facts / P": ".3f", "facts exact": ".3f"})
+
+
+def rule_capacities(stopping: dict, column: str) -> dict:
+    """Per model size (d, d_h, m) of a stopping-rule replay, the largest scale n that some learning rate stored,
+    by the verdicts in ``column`` (0 where none did)."""
+    sizes = sorted({(r["d"], r["d_h"], r["m"]) for r in stopping["rows"]})
+    best = dict.fromkeys(sizes, 0)
+    for r in stopping["rows"]:
+        if r[column]:
+            size = (r["d"], r["d_h"], r["m"])
+            best[size] = max(best[size], r["n"])
+    return best
+
+
+def stopping_table(stopping: dict) -> Table:
+    """How each stopping rule of a replay agrees with training to the whole budget: verdicts, runs stopped, mean
+    steps per run, and the sizes whose capacity it leaves unchanged."""
+    full_budget = rule_capacities(stopping, "full_budget_reached")
+    rows = []
+    for name, verdict in stopping["rules"].items():
+        mine = rule_capacities(stopping, f"rule_reached[{name}]")
+        same = sum(mine[size] == full_budget[size] for size in full_budget)
+        label = "patience (the protocol's rule)" if name == "full" else re.sub(r",[^)]*\)", ")", name)
+        rows.append([label, f"{verdict['agree']} of {stopping['runs']}", verdict["agreement"],
+                     verdict["stopped_learners"], verdict["mean_steps"], f"{same} of {len(full_budget)}"])
+    return Table(["rule", "verdicts agree", "share", "learners stopped", "steps a run", "capacity unchanged"], rows,
+                 formats={"share": ".1%"})

@@ -1,0 +1,147 @@
+"""The chapters' plumbing: stored results and tables (factlib.book), figures with a phone version and their checks
+(factlib.plots.show), and what the HTML build does with them (tools/book_html.py)."""
+import base64
+import io
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+from PIL import Image
+
+matplotlib.use("Agg")
+
+from factlib import book, plots  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import book_html  # noqa: E402
+
+
+# ---------------------------------------------------------------- factlib.book
+
+def test_table_prints_html_and_aligned_text():
+    table = book.Table(["name", "P", "share"], [["a", 12, 0.5], ["total", 1234, None]],
+                       formats={"share": ".0%"}, caption="two rows")
+    html = table._repr_html_()
+    assert "<caption>two rows</caption>" in html and '<td class="fx-num">50%</td>' in html
+    assert '<td class="fx-text">total</td>' in html and '<td class="fx-num">-</td>' in html
+    assert repr(table).splitlines() == ["two rows", "name      P  share", "a        12    50%", "total  1234      -"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"formats": {"nope": ".2f"}}, "formats: \\['nope'\\] are not columns"),
+    ({"rows": [[1]]}, "rows: each row needs 2 cells"),
+])
+def test_table_refuses_bad_input(kwargs, message):
+    args = {"columns": ["a", "b"], "rows": [[1, 2]]} | kwargs
+    with pytest.raises(ValueError, match=message):
+        book.Table(**args)
+
+
+def test_stored_results(tmp_path):
+    (tmp_path / "fig-quick.json").write_text(json.dumps({"rows": [1]}))
+    assert book.load("fig", tmp_path) == {"quick": {"rows": [1]}}
+    assert book.stored("fig-quick", tmp_path) == {"rows": [1]} and book.stored("fig-full", tmp_path) is None
+    with pytest.raises(ValueError, match="name: no stored result"):
+        book.load("other", tmp_path)
+    with pytest.raises(ValueError, match="filename: no stored result"):
+        book.load_result("other.json", tmp_path)
+
+
+def test_model_name_reads_the_protocol():
+    def result(protocol):
+        return {"provenance": {"config": {"protocol": protocol}}}
+
+    assert book.model_name(result({"init": "release", "eos_residual": False})) == "release init, no EOS residual"
+    assert book.model_name(result({})) == "ours init, with EOS residual"
+
+
+def test_stopping_table_compares_each_rule_with_the_full_budget():
+    rows = [{"d": 8, "d_h": 1, "m": 8, "n": n, "full_budget_reached": ok, "rule_reached[full]": ok,
+             "rule_reached[forecast (foresight 2, quick)]": ok and n < 6} for n, ok in [(5, True), (6, True), (7, False)]]
+    stopping = {"runs": 3, "rows": rows, "rules": {
+        "full": {"agree": 3, "agreement": 1.0, "stopped_learners": 0, "mean_steps": 100},
+        "forecast (foresight 2, quick)": {"agree": 2, "agreement": 2 / 3, "stopped_learners": 1, "mean_steps": 50}}}
+    assert book.rule_capacities(stopping, "full_budget_reached") == {(8, 1, 8): 6}
+    text = repr(book.stopping_table(stopping))
+    assert "patience (the protocol's rule)  3 of 3" in text and "forecast (foresight 2)" in text
+    assert text.splitlines()[1].endswith("1 of 1") and text.splitlines()[2].endswith("0 of 1")
+
+
+# ---------------------------------------------------------------- factlib.plots
+
+def _panels(titles, width=3.6):
+    fig, axes = plots.figure(ncols=len(titles), width=width, height=3.0)
+    for ax, title in zip(fig.axes, titles):
+        ax.plot([1, 2], [1, 2])
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def test_labels_that_run_into_each_other_are_found():
+    fig = _panels(["a title far too long to fit its narrow panel"] * 3)
+    assert plots.overlapping_labels(fig)
+    with pytest.raises(ValueError, match="labels that run into each other"):
+        plots.check_figure(fig)
+    assert plots.overlapping_labels(_panels(["left", "middle", "right"])) == []
+
+
+def test_small_text_is_refused():
+    fig = _panels(["a", "b"])
+    fig.axes[0].set_xlabel("tiny", fontsize=6)
+    with pytest.raises(ValueError, match="text of 6 pt"):
+        plots.check_figure(fig)
+
+
+def test_phone_version_stacks_the_panels():
+    fig = _panels(["left", "middle", "right"])
+    plots.stack_for_phone(fig)
+    tops = [ax.get_position().y0 for ax in fig.axes]
+    assert fig.get_figwidth() == plots.PHONE_WIDTH and tops == sorted(tops, reverse=True)
+    assert len({round(ax.get_position().x0, 3) for ax in fig.axes}) == 1  # one column
+
+
+def test_show_stores_the_phone_version_and_the_smallest_font(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda data, raw, metadata: shown.append((data, metadata)))
+    plots.show(_panels(["left", "right"]))
+    plots.show(_panels(["alone"], width=4.0))
+    (wide, wide_meta), (narrow, narrow_meta) = shown
+    assert wide_meta["factlib"]["min_font_pt"] == 9  # the tick labels
+    phone = wide_meta["factlib"]["phone"]
+    image = Image.open(io.BytesIO(base64.b64decode(phone["image/png"])))
+    assert abs(image.width - 2 * phone["width"]) <= 1 and phone["width"] < wide_meta["image/png"]["width"]
+    assert phone["height"] > wide_meta["image/png"]["height"]  # stacked
+    assert "phone" not in narrow_meta["factlib"] and narrow["text/plain"].startswith("<Figure size")
+
+
+# ---------------------------------------------------------------- tools/book_html.py
+
+def test_grading_markers_and_hidden_tests_leave_the_book_only():
+    source = ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n\n"
+              "check(f)\n### BEGIN HIDDEN TESTS\nassert f() == 1\n### END HIDDEN TESTS\n")
+    assert book_html.strip_grading(source) == "def f():\n    return 1\n\ncheck(f)"
+    assert book_html.strip_grading("x = 1\n") == "x = 1\n"
+
+
+def test_explorer_summaries_get_equation_numbers():
+    page = ('<div class="math" id="equation-eq-mlp-condition">\n<span class="eqno">(29)<a>#</a></span></div>'
+            '<div class="fx-explorer"><pre class="fx-summary">threshold (eq-mlp-condition) m = 4</pre>'
+            '<script>x</script></div><pre>outside (eq-mlp-condition)</pre>')
+    numbers = book_html.equation_numbers([page])
+    assert numbers == {"eq-mlp-condition": "(29)"}
+    numbered = book_html.number_equations(page, numbers)
+    assert "threshold (29) m = 4" in numbered and "outside (eq-mlp-condition)" in numbered
+
+
+def test_figure_becomes_a_picture_with_its_phone_version():
+    name = "abc.png"
+    page = f'<a><img alt="../_images/{name}" src="../_images/{name}" style="width: 740px; height: 400px;" /></a>'
+    book_meta = {"min_font_pt": 8.0, "phone": {"width": 401, "height": 800}}
+    match = book_html._img_pattern(name).search(page)
+    html = book_html.picture(match, name, book_meta, "abc-phone.png")
+    assert html.startswith('<picture><source media="(max-width: 640px)" srcset="../_images/abc-phone.png" '
+                           'width="401" height="800" />')
+    assert 'width="740" height="400" data-min-font-pt="8" />' in html and "style=" not in html
+    assert "<picture>" not in book_html.picture(match, name, {"min_font_pt": 9.0}, None)
