@@ -15,6 +15,8 @@ initial value: zero for W_KQ (uniform attention), a random remapping with N(0, 1
 The induction head (Bietti et al., 2023) is three associative memories:
 W_KQ^1 = sum_t p_t p_{t-1}^T (attend to the previous token), W_KQ^2 = sum_{k in Q} e_k e~_k^T with the remapped
 previous token e~_k = W_OV^1 e_k (attend to the token after an earlier q_k), W_OV^2 = sum_k u_k e_k^T (copy it).
+Recall probes measure how far a trained matrix holds its memory; training runs Adam, or SGD with momentum and weight
+decay as the code of Bietti et al. does, and can hold chosen weights at their initial value for the first steps.
 """
 from __future__ import annotations
 
@@ -180,18 +182,23 @@ def recall_probe(W: torch.Tensor, inputs: torch.Tensor, candidates: torch.Tensor
 
 def memory_probes(model: InductionTransformer, trigger_tokens: torch.Tensor, outputs: torch.Tensor | None = None,
                   positions: torch.Tensor | None = None) -> dict[str, float]:
-    """The three probes of chapter 9 on head 0: W_OV^2 (e_k -> u_k over the tokens that can be outputs, default
-    all), W_KQ^2 (e~_k -> e_k over the triggers, argmax over all tokens) and W_KQ^1 (p_{t-1} -> p_t for the query
-    positions t in ``positions``, default 1 .. T - 1 (0-based), argmax over all positions)."""
+    """The three probes of chapter 9 on head 0, eq. "probe", as the code of Bietti et al. (2023) applies them:
+    W_OV^2 recalls u_k from e_k (inputs: the tokens that can be outputs, default all; argmax over all N outputs).
+    For the two attention matrices the argmax runs over the keys, for a fixed query, as attention's softmax does:
+    W_KQ^2 at the query e_q of each trigger must prefer the key e~_q = W_OV^1 e_q among the remapped keys of all N
+    tokens, and W_KQ^1 at the query p_t must prefer the key p_{t-1} among all T positions, for the query positions
+    t in ``positions`` (default 1 .. T - 1, 0-based)."""
     q = torch.as_tensor(trigger_tokens, dtype=torch.long)
     out = torch.arange(model.cfg.N) if outputs is None else torch.as_tensor(outputs, dtype=torch.long)
     t = torch.arange(1, model.cfg.T) if positions is None else torch.as_tensor(positions, dtype=torch.long)
     with torch.no_grad():
         E, P, U = model.E, model.P, model.U  # (N, d), (T, d), (N, d)
-        remapped = E[q] @ model.OV1[0].T  # (K, d)
+        remapped = E @ model.OV1[0].T  # (N, d): e~_j = W_OV^1 e_j, the key a position holds after layer 1
+        # recall_probe scores c_j^T W x_i; with W = W_KQ^T, inputs the queries and candidates the keys, that is
+        # x_i^T W_KQ c_j: the attention score of query i for key j
         return {"OV2": recall_probe(model.OV2[0], E[out], U, out),
-                "KQ2": recall_probe(model.KQ2[0], remapped, E, q),
-                "KQ1": recall_probe(model.KQ1[0], P[t - 1], P, t)}
+                "KQ2": recall_probe(model.KQ2[0].T, E[q], remapped, q),
+                "KQ1": recall_probe(model.KQ1[0].T, P[t], P, t - 1)}
 
 
 # ---- evaluation and training ----------------------------------------------------------------------------------
@@ -228,6 +235,42 @@ def context_vs_global(model: InductionTransformer, batch: BigramBatch, tau: int)
                 "argmax_context": (pred == answer).double().mean().item()}
 
 
+def attention_summary(beta: torch.Tensor, tokens: torch.Tensor, trigger_tokens: torch.Tensor) -> dict[str, float]:
+    """Two numbers that name a head on one sequence (chapter 9, "attention maps"), from its weights beta (T, T)
+    (row t: query t over keys s <= t) and the sequence's tokens (at least T): ``previous``, the mean weight of a
+    query on the key just before it (a previous-token head puts it near 1); ``induction``, over the queries whose
+    token is a trigger seen before, the mean weight on the keys s whose previous token is that trigger (an
+    induction head puts it near 1; NaN if the sequence has no such query)."""
+    beta = torch.as_tensor(beta, dtype=torch.float64)
+    T = beta.shape[0]
+    if beta.ndim != 2 or beta.shape[1] != T or T < 2:
+        raise ValueError(f"beta must be a square (T, T) matrix with T >= 2, got shape {tuple(beta.shape)}")
+    z = torch.as_tensor(tokens, dtype=torch.long)[:T]  # (T,)
+    if z.shape != (T,):
+        raise ValueError(f"tokens must hold at least T = {T} tokens, got {len(z)}")
+    q = torch.as_tensor(trigger_tokens, dtype=torch.long)
+    previous = beta.diagonal(-1).mean().item()
+    after = torch.zeros(T, T, dtype=torch.bool)  # (T, T): key s (>= 1) follows the token of query t
+    after[:, 1:] = z[:-1][None, :] == z[:, None]
+    after &= torch.ones(T, T, dtype=torch.bool).tril()
+    rows = torch.isin(z, q) & after.any(dim=1)  # (T,): a trigger that occurred before
+    induction = (beta * after).sum(dim=1)[rows].mean().item() if rows.any() else math.nan
+    return {"previous": previous, "induction": induction}
+
+
+def first_step(rows: list[dict], key: str, level: float, stay: bool = True) -> int | None:
+    """The first ``step`` of ``rows`` (sorted by step) at which ``row[key] >= level`` and, with ``stay``, every
+    later row too; None if there is none (chapter 9's "learned from step ...")."""
+    check_float("level", level)
+    steps = [r["step"] for r in rows]
+    if steps != sorted(steps):
+        raise ValueError("rows must be sorted by step")
+    for i, row in enumerate(rows):
+        if row[key] >= level and (not stay or all(r[key] >= level for r in rows[i:])):
+            return row["step"]
+    return None
+
+
 def truncate_ffn(model: InductionTransformer, rank: int) -> InductionTransformer:
     """A copy of ``model`` whose feed-forward W_F is replaced by its best rank-``rank`` approximation (the top
     singular directions; rank 0 removes the layer) (chapter 9, "truncating the feed-forward layer")."""
@@ -242,9 +285,13 @@ def truncate_ffn(model: InductionTransformer, rank: int) -> InductionTransformer
     return clone
 
 
+OPTIMIZERS = ("adam", "sgd")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training of chapter 9: Adam on fresh batches of the bigram task (online, one batch per step)."""
+    """Training of chapter 9: Adam, or SGD with momentum as in the code of Bietti et al. (2023), on fresh batches
+    of the bigram task (online, one batch per step)."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -253,15 +300,27 @@ class TrainConfig:
     eval_every: int = 25
     eval_size: int = 256
     seed: int = 0               # data seed (the model's seed is in InductionConfig)
+    optimizer: str = "adam"     # "adam", or "sgd" (with momentum and weight decay)
+    momentum: float = 0.9       # SGD only
+    weight_decay: float = 0.0   # SGD only: adds weight_decay * W to each gradient
+    frozen_until: dict = field(default_factory=dict)  # weight name -> first step at which it is updated
 
     def __post_init__(self):
         check_int("steps", self.steps, 1, 10**7)
         check_int("batch_size", self.batch_size, 1, 1 << 16)
-        check_float("lr", self.lr, 0.0, 10.0, low_open=True)
+        check_float("lr", self.lr, 0.0, 1e3, low_open=True)
         check_choice("loss", self.loss, LOSSES)
         check_int("eval_every", self.eval_every, 1)
         check_int("eval_size", self.eval_size, 1, 1 << 16)
         check_int("seed", self.seed, 0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_float("momentum", self.momentum, 0.0, 1.0)
+        check_float("weight_decay", self.weight_decay, 0.0, 1.0)
+        if not isinstance(self.frozen_until, dict):
+            raise ArgumentTypeError(f"frozen_until must be a dict of weight name -> step, got {self.frozen_until!r}")
+        for name, step in self.frozen_until.items():
+            check_choice("frozen_until", name, WEIGHTS)
+            check_int(f"frozen_until[{name!r}]", step, 0, 10**7)
 
 
 def training_loss(model: InductionTransformer, batch: BigramBatch, loss: str = "all") -> torch.Tensor:
@@ -279,15 +338,21 @@ def train(model: InductionTransformer, task: BigramTask, stats: BigramStats, con
           measure: Callable[[InductionTransformer, int], dict] | None = None,
           device: torch.device | str = "cpu") -> list[dict]:
     """Train ``model`` in place (chapter 9, "training"); returns one row per evaluation (step 0 included):
-    step, in-context accuracy, global-bigram agreement, loss, and whatever ``measure(model, step)`` adds."""
+    step, in-context accuracy, global-bigram agreement, loss, and whatever ``measure(model, step)`` adds.
+    A weight named in ``config.frozen_until`` keeps its value until that step (its first update is that step's)."""
     if not isinstance(model, InductionTransformer):
         raise ArgumentTypeError(f"model must be an InductionTransformer, got {type(model).__name__}")
     if task.T > model.cfg.T:
         raise ValueError(f"task.T = {task.T} exceeds the model's T = {model.cfg.T}")
+    untrained = sorted(set(config.frozen_until) - set(model.cfg.trainable))
+    if untrained:
+        raise ValueError(f"frozen_until names {untrained}, which the model does not train "
+                         f"(trainable: {model.cfg.trainable})")
     dev = check_device(device)
     model.to(dev)
-    params = [getattr(model, n) for n in model.cfg.trainable]
-    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    names = model.cfg.trainable
+    start = {n: config.frozen_until.get(n, 1) for n in names}  # first step at which each weight moves
+    state = {n: (torch.zeros_like(getattr(model, n)), torch.zeros_like(getattr(model, n))) for n in names}
     gen = generator(config.seed)
     held_out = batch_to(sample_batch(task, stats, config.eval_size, generator(config.seed + 10**6)), dev)
     rows = []
@@ -301,14 +366,32 @@ def train(model: InductionTransformer, task: BigramTask, stats: BigramStats, con
     record(0)
     for step in range(1, config.steps + 1):
         batch = batch_to(sample_batch(task, stats, config.batch_size, gen), dev)
-        loss = training_loss(model, batch, config.loss)
-        grads = torch.autograd.grad(loss, params) if params else []
-        with torch.no_grad():
-            for p, g, m in zip(params, grads, moments):
-                adam_update_(p, g, m, config.lr, step)
+        active = [n for n in names if step >= start[n]]
+        if active:
+            loss = training_loss(model, batch, config.loss)
+            grads = torch.autograd.grad(loss, [getattr(model, n) for n in active])
+            with torch.no_grad():
+                for name, grad in zip(active, grads):
+                    _update_(getattr(model, name), grad, state[name], config, step - max(start[name], 1) + 1)
         if step % config.eval_every == 0 or step == config.steps:
             record(step)
     return rows
+
+
+def _update_(param: torch.Tensor, grad: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+             config: TrainConfig, count: int) -> None:
+    """One optimizer step on ``param`` in place: Adam (``train.adam_update_``, ``count`` its own steps), or SGD
+    with momentum and weight decay in the arithmetic of ``torch.optim.SGD`` (``state[0]`` its momentum buffer)."""
+    if config.optimizer == "adam":
+        adam_update_(param, grad, state, config.lr, count)
+        return
+    direction = grad + config.weight_decay * param if config.weight_decay else grad
+    buffer = state[0]
+    if count == 1:
+        buffer.copy_(direction)
+    else:
+        buffer.mul_(config.momentum).add_(direction)
+    param.sub_(config.lr * buffer)
 
 
 def batch_to(batch: BigramBatch, device: torch.device | str) -> BigramBatch:

@@ -10,7 +10,7 @@ import torch
 from .bigram import BigramStats, BigramTask, sample_batch
 from .explorer import Explorer
 from .induction import InductionTransformer, TrainConfig, evaluate, train
-from .plots import figure
+from .plots import PHONE_MAX_WIDTH, figure
 
 
 def train_with_snapshots(model: InductionTransformer, task: BigramTask, stats: BigramStats, config: TrainConfig,
@@ -54,7 +54,7 @@ def attention_explorer(model: InductionTransformer, snapshots: dict[int, dict], 
             logits, maps = probe(batch.inputs[b:b + 1], attention=True)
         beta = maps[v["layer"] - 1][0, v["head"]].numpy()  # (T, T)
         chars = [repr(c)[1:-1] if c != " " else "␣" for c in stats.decode(batch.inputs[b])]
-        fig, ax = figure(width=5.2, height=4.8)
+        fig, ax = figure(width=PHONE_MAX_WIDTH, height=4.2)
         image = ax.imshow(beta, cmap="viridis", vmin=0, vmax=1)
         ax.set_xticks(range(len(chars)), chars, fontsize=8)
         ax.set_yticks(range(len(chars)), chars, fontsize=8)
@@ -65,7 +65,7 @@ def attention_explorer(model: InductionTransformer, snapshots: dict[int, dict], 
         ax.set_xlabel("key position s (character)")
         ax.set_ylabel("query position t (orange: in-context)")
         ax.set_title(f"layer {v['layer']}, head {v['head']}, step {v['step']}")
-        fig.colorbar(image, ax=ax, shrink=0.7, label=r"attention weight $\beta_{ts}$")
+        fig.colorbar(image, ax=ax, shrink=0.6, location="bottom", label=r"attention weight $\beta_{ts}$")
         pred = logits[0].argmax(-1)
         hits = sum(int(pred[t] == batch.answer[b, t]) for t in marked)
         acc = evaluate(probe, batch)["in_context"]
