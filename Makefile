@@ -71,17 +71,24 @@ execute: venv
 
 # The course edition: one nbgrader assignment per chapter, generated from book/ into _assignments/ (git-ignored):
 # source/ (the chapters, with solutions), release/ (the student version), gradebook.db. See book/instructors.md.
+# Regenerating keeps submissions, grades and feedback; `make assignments ASSIGNMENTS="ch03 --force"` passes options on.
+ASSIGNMENTS ?=
 assignments: venv
-	$(PY) tools/assignments.py
+	$(PY) tools/assignments.py $(ASSIGNMENTS)
 
-# JupyterLab on this machine only (127.0.0.1), serving book/, with the kernel $(KERNEL) as its only kernel, started
-# without asking, and no news or update checks: tools/jupyter/, which tests/test_lab.py uses too. It prints the
-# address to open, token included. `make lab LAB_ARGS=--ServerApp.port=9000` passes options on.
+# JupyterLab on this machine only (127.0.0.1), with the kernel $(KERNEL) as its only kernel, started without asking,
+# and no news or update checks: tools/jupyter/, which tests/test_lab.py uses too. It serves LAB_DIR: by default _lab/,
+# a working copy of the chapters in plain Markdown made and kept up to date by tools/jupyter/workcopy.py, never book/
+# (a save into book/ is refused). `make lab LAB_DIR=_assignments/release/ch03` serves a folder as it is; it prints
+# the address to open, token included. `make lab LAB_ARGS=--ServerApp.port=9000` passes options on.
+LAB_DIR ?= _lab
 LAB_ARGS ?=
 lab: venv
+	$(PY) tools/jupyter/workcopy.py "$(LAB_DIR)"
 	@echo "Starting JupyterLab: open the http://127.0.0.1:...?token=... address it prints. Kernel: Python ($(KERNEL))."
 	JUPYTER_CONFIG_PATH="$(CURDIR)/tools/jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
-		$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(LAB_ARGS)
+		$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(LAB_DIR)" $(LAB_ARGS)
 
+# _assignments/ is left alone: it holds a course's submissions and grades (delete it by hand to start a course afresh)
 clean:
-	rm -rf _build .pytest_cache _assignments
+	rm -rf _build .pytest_cache

@@ -145,7 +145,8 @@ class GroupTasks:
         self.R = torch.tensor([t.R for t in tasks], **long)  # (n,)
         self.n_noise = torch.tensor([max(t.n_noise, 1) for t in tasks], **long)  # (n,)
         self.task_eos = torch.tensor([t.eos for t in tasks], **long)  # (n,) EOS in each task's own vocabulary
-        self.keys = torch.tensor([run_key(run.seed, run.task) for run in runs], **long)  # (n,)
+        self.key_list = [run_key(run.seed, run.task) for run in runs]  # Python ints: no device round-trip
+        self.keys = torch.tensor(self.key_list, **long)  # (n,)
         self.E, self.U, self.table = E.to(device), U.to(device), table.to(device)
         mask = torch.arange(A)[None, :] < torch.tensor([t.num_answers for t in tasks])[:, None]  # (n, A)
         self.answer_bias = torch.zeros(n, A).masked_fill(~mask, float("-inf")).to(device)  # (n, A)
@@ -176,6 +177,7 @@ class GroupTasks:
         keep = mask.tolist()
         self.answers = [a for a, k in zip(self.answers, keep) if k]
         self.noises = [a for a, k in zip(self.noises, keep) if k]
+        self.key_list = [a for a, k in zip(self.key_list, keep) if k]
 
     def _bits(self, step: int, batch_size: int, stream: int, rows: slice, count: int) -> torch.Tensor:
         """Random int32 bits (n, B, count): the first ``count`` elements of each prompt's draws."""
@@ -195,10 +197,28 @@ class GroupTasks:
         with the run's subkey for (stream, step): the noise tokens first, then the subject and the relation.
         """
         k = self.T - 3
-        limits = self.limits[rows, None, :k + 2]  # (n, 1, k + 2): n_noise k times, then S and R
-        drawn = below(self._bits(step, batch_size, stream, rows, k + 2), limits)  # (n, B, k + 2)
-        s, r = drawn[:, :, k], drawn[:, :, k + 1]  # (n, B) each
-        return Prompts(s, r, self.noise_counts(drawn[:, :, :k], self.widths(rows)[1])), self.answer(s, r, rows)
+        first, copies = self._distinct(rows)
+        limits = self.limits[first][:, None, :k + 2]  # (u, 1, k + 2): n_noise k times, then S and R
+        drawn = below(self._bits(step, batch_size, stream, first, k + 2), limits)  # (u, B, k + 2)
+        noise = self.noise_counts(drawn[:, :, :k], self.widths(rows)[1])  # (u, B, N)
+        s, r = drawn[:, :, k], drawn[:, :, k + 1]  # (u, B) each
+        if copies is not None:  # runs that share a data stream (the learning rates of one search) draw it once
+            s, r, noise = s.index_select(0, copies), r.index_select(0, copies), noise.index_select(0, copies)
+        return Prompts(s, r, noise), self.answer(s, r, rows)
+
+    def _distinct(self, rows: slice) -> tuple[slice | torch.Tensor, torch.Tensor | None]:
+        """The runs of ``rows`` whose data streams differ, and where each run of ``rows`` finds its stream among
+        them (None if all differ): runs with the same key draw the same batch, so it is drawn once."""
+        keys = self.key_list[rows]
+        if len(set(keys)) == len(keys):
+            return rows, None
+        start = rows.start or 0
+        place = {}
+        for i, key in enumerate(keys):
+            place.setdefault(key, len(place))
+        unique = [start + keys.index(key) for key in place]  # the first run of each stream
+        long = {"dtype": torch.long, "device": self.device}
+        return torch.tensor(unique, **long), torch.tensor([place[key] for key in keys], **long)
 
     def answer(self, s: torch.Tensor, r: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
         """The answers a*(s, r) (n, B) of the runs ``rows`` to subjects ``s`` and relations ``r`` (n, B)."""

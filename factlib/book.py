@@ -137,3 +137,76 @@ def stopping_table(stopping: dict) -> Table:
                      verdict["stopped_learners"], verdict["mean_steps"], f"{same} of {len(full_budget)}"])
     return Table(["rule", "verdicts agree", "share", "learners stopped", "steps a run", "capacity unchanged"], rows,
                  formats={"share": ".1%"})
+
+
+# ---- chapter 5: the capacity sweeps' fits, and the authors' model choices measured -----------------------------
+
+def slopes_with_intervals(rows: Sequence[dict]) -> dict | None:
+    """Slopes of log S R and of log(S R ln S R) against log P, across all sizes ("all") and with one intercept per
+    (alpha, beta) split ("within"), each with a 95 % bootstrap interval over the (alpha, beta, seed) families
+    (``searches.bootstrap_fit``); None with fewer than three families."""
+    from .searches import bootstrap_fit
+
+    rows = [r for r in rows if r["facts"] > 1]
+    units = [(r["alpha"], r["beta"], r["seed"]) for r in rows]
+    if len(set(units)) < 3:
+        return None
+    P, facts = [r["params"] for r in rows], [r["facts"] for r in rows]
+    splits = [(r["alpha"], r["beta"]) for r in rows]
+    within = len(set(P)) > len(set(splits))
+    return {(response, how): bootstrap_fit(P, facts, units, splits if how == "within" else None, response)
+            for response in ("facts", "facts_log") for how in ("all", "within") if how == "all" or within}
+
+
+LAWS = {"facts": "S R = c P", "facts_log": "S R ln(S R) = c P"}
+
+
+def law_verdict(fits: dict, how: str = "within") -> str:
+    """Which of the two laws the slopes' intervals admit (slope 1 inside the interval), in words."""
+    inside = {response: fits[response, how]["low"] <= 1 <= fits[response, how]["high"] for response in LAWS}
+    if all(inside.values()):
+        return "both laws: the intervals of both slopes contain 1, and these sizes do not tell them apart"
+    if not any(inside.values()):
+        return "neither law: no interval contains 1"
+    admitted = next(response for response, ok in inside.items() if ok)
+    other = next(response for response in LAWS if response != admitted)
+    return f"{LAWS[admitted]}: its slope's interval contains 1, that of {LAWS[other]} does not"
+
+
+def model_label(row: dict) -> str:
+    """The model choices of a stored capacity row: its embeddings and its evaluation prompts."""
+    embeddings = "unit-norm" if row.get("embeddings", "unit") == "unit" else "N(0, 1/d)"
+    return f"{embeddings} embeddings, {row.get('eval_set', 'fresh')} evaluation prompts"
+
+
+def paired_capacities(results: Sequence[dict]) -> dict:
+    """(d, alpha, beta, seed) -> {model label: (P, facts)} over the rows of stored capacity results: the same
+    sizes, tables and data streams trained under different model choices, side by side."""
+    out: dict = {}
+    for result in results:
+        for r in result["rows"]:
+            out.setdefault((r["d"], r["alpha"], r["beta"], r["seed"]), {})[model_label(r)] = (r["params"], r["facts"])
+    return out
+
+
+def release_comparison(results: Sequence[dict], default: str, others: dict[str, str]) -> tuple[Table, dict]:
+    """The capacities of the sizes measured with the ``default`` model and every model of ``others`` (model label
+    of ``model_label`` -> column name), as a table, and for each other model its facts against the default's: the
+    median ratio, and how many sizes store more, the same, or fewer."""
+    paired = {size: models for size, models in paired_capacities(results).items()
+              if default in models and all(m in models for m in others)}
+    rows, ratios = [], {m: [] for m in others}
+    for (d, alpha, beta, seed), models in sorted(paired.items()):
+        P, base = models[default]
+        rows.append([d, alpha, beta, seed, P, base] + [models[m][1] for m in others])
+        for m in others:
+            ratios[m].append(models[m][1] / base if base else math.inf)
+    summary = {}
+    for m, values in ratios.items():
+        ordered = sorted(values)
+        middle = (ordered[len(ordered) // 2] + ordered[(len(ordered) - 1) // 2]) / 2 if ordered else math.nan
+        summary[others[m]] = {"sizes": len(values), "more": sum(v > 1 for v in values),
+                              "same": sum(v == 1 for v in values), "fewer": sum(v < 1 for v in values),
+                              "median_ratio": middle}
+    return Table(["d", "alpha", "beta", "seed", "P", "default", *others.values()], rows,
+                 formats={"alpha": "g", "beta": "g"}, caption=f"facts S R stored at 99 %; default: {default}"), summary

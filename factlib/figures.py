@@ -25,6 +25,7 @@ from . import __version__
 from ._validate import ArgumentTypeError, check_choice, check_int
 from .config import device as pick_device, resolve_profile
 from .bounds import BOUNDS_FIGURE
+from .heavy_tail_figures import HEAVY_TAIL_FIGURES
 from .induction_figures import INDUCTION_FIGURES
 from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
@@ -518,6 +519,7 @@ def _run_figure(fig: Figure, profile: str, config: dict, overrides: dict, jobs: 
 # memories and transformers, defined with the bounds it is compared to) join the registry.
 FIGURES.update(SCALING_FIGURES)
 FIGURES[BOUNDS_FIGURE.name] = BOUNDS_FIGURE
+FIGURES.update(HEAVY_TAIL_FIGURES)
 FIGURES.update(INDUCTION_FIGURES)
 
 

@@ -115,3 +115,30 @@ class OneLayerTransformer(nn.Module):
 def block_logits(model: OneLayerTransformer, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     """The logits split by block (chapter 4, "which block holds the facts"): each (B, R D), summing to model(tokens)."""
     return {name: part @ model.U.T for name, part in model.blocks(tokens).items()}  # (B, A) each
+
+
+def unreachable_answers(U: torch.Tensor) -> list[int]:
+    """The answers that no residual stream can make the strict argmax (chapter 5): a ``u_a`` (rows of U (A, d))
+    inside the convex hull of the others scores at most their best against every h, so its facts cannot be
+    recalled. Unit-norm unembeddings have none (no point of a sphere is a mean of others); with i.i.d. N(0, 1/d)
+    entries, as in the authors' release, short vectors can be. Each answer is one linear programme:
+    maximise t over h in [-1, 1]^d with (u_a - u_b) . h >= t for all b; a is unreachable if the best t is 0."""
+    import numpy as np
+    from scipy.optimize import linprog
+
+    if not isinstance(U, torch.Tensor) or U.ndim != 2 or U.shape[0] < 2:
+        raise ValueError(f"U must be a tensor (answers >= 2, d); got {getattr(U, 'shape', type(U).__name__)}")
+    points = U.detach().double().cpu().numpy()  # (A, d)
+    A, d = points.shape
+    cost = np.zeros(d + 1)
+    cost[-1] = -1.0  # maximise t
+    out = []
+    for a in range(A):
+        gaps = points[a] - np.delete(points, a, axis=0)  # (A - 1, d)
+        bounds = [(-1.0, 1.0)] * d + [(None, 1.0)]
+        best = linprog(cost, A_ub=np.hstack([-gaps, np.ones((A - 1, 1))]), b_ub=np.zeros(A - 1), bounds=bounds)
+        if not best.success:
+            raise RuntimeError(f"unreachable_answers: the linear programme of answer {a} failed: {best.message}")
+        if -best.fun <= 1e-9 * max(1.0, float(np.abs(gaps).max())):
+            out.append(a)
+    return out

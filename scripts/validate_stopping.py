@@ -39,7 +39,7 @@ from factlib.trainer import Protocol, Run, replay_stopping, train_runs
 PROFILES = {
     "quick": (QUICK_PROTOCOL, QUICK_SCALING["lrs"], "book/data/fig4-left-quick.json",
               "book/data/fig4-stopping-quick.json"),
-    "full": (PAPER_PROTOCOL, PAPER_LRS, "book/data/fig4-left-full-cpu.json", "book/data/fig4-stopping-full-cpu.json"),
+    "full": (PAPER_PROTOCOL, PAPER_LRS, "book/data/fig4-left-full-cpu-unit.json", "book/data/fig4-stopping-full-cpu.json"),
 }
 
 

@@ -145,3 +145,39 @@ def test_figure_becomes_a_picture_with_its_phone_version():
                            'width="401" height="800" />')
     assert 'width="740" height="400" data-min-font-pt="8" />' in html and "style=" not in html
     assert "<picture>" not in book_html.picture(match, name, {"min_font_pt": 9.0}, None)
+
+
+# ---------------------------------------------------------------- chapter 5's fits and model comparisons
+
+def _row(d, facts, params, seed=0, alpha=1, beta=1, embeddings="gaussian", eval_set="fresh"):
+    return {"d": d, "alpha": alpha, "beta": beta, "seed": seed, "params": params, "facts": facts,
+            "embeddings": embeddings, "eval_set": eval_set}
+
+
+def test_release_comparison_pairs_sizes_and_counts_ratios():
+    default = {"rows": [_row(8, 10, 100), _row(11, 40, 200), _row(16, 90, 400)]}
+    unit = {"rows": [_row(8, 20, 100, embeddings="unit"), _row(11, 40, 200, embeddings="unit")]}
+    table, summary = book.release_comparison([default, unit], book.model_label(default["rows"][0]),
+                                             {book.model_label(unit["rows"][0]): "unit-norm"})
+    assert [row[:6] + row[6:] for row in table.rows] == [["8", "1", "1", "0", "100", "10", "20"],
+                                                         ["11", "1", "1", "0", "200", "40", "40"]]
+    assert summary["unit-norm"] == {"sizes": 2, "more": 1, "same": 1, "fewer": 0, "median_ratio": 1.5}
+
+
+def test_slopes_and_the_law_they_admit():
+    import math
+
+    rows = [_row(d, round(0.1 * P), P, seed=s, alpha=a, beta=a) for s in range(3) for a in (1, 2)
+            for d, P in ((8, 500 * a + 7 * s), (16, 2000 * a + 11 * s), (32, 8000 * a + 3 * s))]
+    fits = book.slopes_with_intervals(rows)
+    assert abs(fits["facts", "within"]["slope"] - 1) < 0.01
+    assert book.law_verdict(fits).startswith("S R = c P")
+    def solve(target):  # f with f ln f = target (Newton)
+        f = target / math.log(target)
+        for _ in range(50):
+            f -= (f * math.log(f) - target) / (math.log(f) + 1)
+        return f
+
+    log_rows = [dict(r, facts=round(solve(0.5 * r["params"]))) for r in rows]
+    assert book.law_verdict(book.slopes_with_intervals(log_rows)).startswith("S R ln(S R) = c P")
+    assert book.slopes_with_intervals(rows[:2]) is None

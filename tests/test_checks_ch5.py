@@ -1,11 +1,19 @@
-"""Every chapter 5 checker passes the reference solution and names the misconception of wrong ones."""
+"""Every chapter 5 checker passes the chapter's solution and names the misconception of wrong ones."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from chapter_solutions import chapter_solutions
 from factlib.checks import ch5
+
+
+@pytest.mark.parametrize("name", ["test_fit_scaling", "test_bits_per_parameter", "test_iso_parameter_width",
+                                  "test_capacity_from_outcomes"])
+def test_checker_passes_the_chapters_solution(capsys, name):
+    getattr(ch5, name)(chapter_solutions(5)[name])
+    assert capsys.readouterr().out == f"All tests in {name} passed!\n"
 
 
 def fit(params, facts):

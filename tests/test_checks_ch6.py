@@ -1,11 +1,18 @@
-"""Chapter 6 checkers: each passes on a reference answer and fails, naming the misconception, on known-wrong ones."""
+"""Chapter 6 checkers: each passes the chapter's solution and fails, naming the misconception, on known-wrong ones."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from chapter_solutions import chapter_solutions
 from factlib.checks import ch6
+
+
+@pytest.mark.parametrize("name", ["test_partial_losses", "test_growth_rates", "test_escape_step"])
+def test_checker_passes_the_chapters_solution(capsys, name):
+    getattr(ch6, name)(chapter_solutions(6)[name])
+    assert capsys.readouterr().out == f"All tests in {name} passed!\n"
 
 
 # --- partial losses ---------------------------------------------------------------------------------------

@@ -1,11 +1,17 @@
-"""Every chapter 7 checker passes the reference solution and names the misconception of wrong ones."""
+"""Every chapter 7 checker passes the chapter's solution and names the misconception of wrong ones."""
 import math
 
 import pytest
 import torch
 
-from factlib import bounds
+from chapter_solutions import chapter_solutions
 from factlib.checks import ch7
+
+
+@pytest.mark.parametrize("name", ["test_fano_bits", "test_loss_bits", "test_quantize"])
+def test_checker_passes_the_chapters_solution(capsys, name):
+    getattr(ch7, name)(chapter_solutions(7)[name])
+    assert capsys.readouterr().out == f"All tests in {name} passed!\n"
 
 
 def h2(eps):
@@ -21,8 +27,7 @@ def fano_reference(S, R, D, accuracy):
 
 def test_fano_bits_checker(capsys):
     ch7.test_fano_bits(fano_reference)
-    ch7.test_fano_bits(bounds.fano_bits)
-    assert capsys.readouterr().out.count("All tests in test_fano_bits passed!") == 2
+    assert capsys.readouterr().out.count("All tests in test_fano_bits passed!") == 1
     for wrong, message in [
         (lambda S, R, D, a: fano_reference(S, R, D, a) * math.log(2), "nats"),
         (lambda S, R, D, a: max(0.0, S * R * (math.log2(D) - h2(1 - a))), "second term"),
@@ -97,8 +102,7 @@ def quantize_mid_tread(w, bits):
 
 def test_quantize_checker(capsys):
     ch7.test_quantize(quantize_reference)
-    ch7.test_quantize(bounds.quantize)
-    assert capsys.readouterr().out.count("All tests in test_quantize passed!") == 2
+    assert capsys.readouterr().out.count("All tests in test_quantize passed!") == 1
     for wrong, message in [(quantize_codes, "integer codes"), (quantize_unclamped, "at most"),
                            (quantize_per_row, "per tensor"), (quantize_min_max, "symmetric"),
                            (quantize_std, "half a step"), (quantize_mid_tread, "level at zero"),

@@ -1,49 +1,52 @@
 """The chapters live in JupyterLab, driven in a real headless Chromium: the path `make lab` gives a reader.
 
-A module fixture starts JupyterLab as `make lab` does (the configuration in tools/jupyter/: 127.0.0.1 only,
-the kernel factlib-book and no other, started without asking, no news or update checks), on a free port with
-a random token, serving a temporary copy of book/ (nothing in the repository changes), with Jupyter's config,
-data, runtime, settings and workspace folders in a temporary folder; kernels import this checkout's factlib.
-The browser reaches 127.0.0.1 only: any other request is aborted and fails the test. At the end the server is
-shut down and every process it started, kernels included, is waited for (killed, and the test fails, if one
-outlives the shutdown).
+A module fixture starts JupyterLab as `make lab` does (tests/lab_session.py: the configuration in tools/jupyter/,
+serving the working copy tools/jupyter/workcopy.py makes, here in a temporary folder), with a throwaway notebook added.
+The browser reaches 127.0.0.1 only: any other request is aborted and fails the test. At the end the server is shut
+down and every process it started, kernels included, is waited for (killed, and the test fails, if one outlives the
+shutdown).
 
+- The working copy reads as Markdown: no raw MyST in chapter 3's rendered cells, its math typeset with no MathJax
+  error and no quote marker inside an equation.
 - Chapter 3 runs top to bottom (Run > Run All Cells) with no error, in the factlib-book kernel, and its
   explorer redraws when its seed slider moves.
 - An exercise (chapter 3's information_bits): its cell, edited by typing, run with Shift+Enter, shows the
-  checker's verdict: the misconception typed in, then a pass.
+  checker's verdict: the misconception typed in, then a pass. Saved (Ctrl+S), the edit lands in the working copy,
+  and no file of the repository's book/ changes.
+- A server on the whole repository refuses to save a chapter of book/ (what JupyterLab's autosave would do).
 - A long cell's progress bar (factlib.progress) is tqdm's widget while it runs and one line of text after.
 
 Set LAB_TEST_SCREENSHOTS=DIR to save a screenshot of the page at the end of each test.
 """
 
+import hashlib
 import json
-import os
-import secrets
+import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
-from urllib.parse import urlsplit
+import urllib.error
 
 import nbformat
-import psutil
 import pytest
 from playwright.sync_api import expect
 
-ROOT = Path(__file__).resolve().parent.parent
+from lab_session import ROOT, KERNEL_IDLE, Lab, LabPage, expected_gt, workcopy
+
 BOOK = ROOT / "book"
-LAB_CONFIG = ROOT / "tools" / "jupyter"  # on JUPYTER_CONFIG_PATH, as in `make lab`
 KERNEL = "factlib-book"
 CHAPTER = "03_factual_recall_task.ipynb"
 PROGRESS_NOTEBOOK = "progress_demo.ipynb"
-LOCAL_HOST = "127.0.0.1"
-TIMEOUT_MS = 60_000
 RUN_ALL_TIMEOUT_S = 120
+# What JupyterLab shows when it does not render MyST: directive fences, roles, label lines.
+RAW_MYST = re.compile(r"```\{|:::\{|\{(?:prf:ref|ref|numref|eq|doc|cite:[tp])\}`|^\([\w-]+\)=", re.M)
+
+
+def _book_state() -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(BOOK.rglob("*")) if p.is_file()}
+
+
+_BOOK_AT_IMPORT = _book_state()
+
 
 # The throwaway notebook of the progress-bar test: a sweep of 8 jobs of 0.4 s each.
 PROGRESS_CELL = """\
@@ -52,201 +55,6 @@ from factlib.sweeps import run_sweep
 
 results = run_sweep([{"x": x} for x in range(8)], lambda job: time.sleep(0.4) or job["x"] ** 2, desc="demo sweep")
 print(sum(results))"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOCAL_HOST, 0))
-        return s.getsockname()[1]
-
-
-class Lab:
-    """A JupyterLab server started as `make lab` starts it, on a copy of book/."""
-
-    def __init__(self, tmp: Path):
-        self.root = tmp / "book"
-        shutil.copytree(BOOK, self.root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROGRESS_CELL)])
-        notebook.metadata["kernelspec"] = nbformat.read(BOOK / CHAPTER, as_version=4).metadata["kernelspec"]
-        nbformat.write(notebook, self.root / PROGRESS_NOTEBOOK)
-        jupyter = tmp / "jupyter"
-        env = dict(os.environ)
-        env.update({
-            "JUPYTER_CONFIG_PATH": str(LAB_CONFIG),
-            "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
-            "JUPYTER_DATA_DIR": str(jupyter / "data"),  # the kernel and the widget extension are in .venv
-            "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
-            "JUPYTERLAB_SETTINGS_DIR": str(jupyter / "settings"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(jupyter / "workspaces"),
-            "IPYTHONDIR": str(jupyter / "ipython"),
-            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        })
-        env.setdefault("OMP_NUM_THREADS", "1")  # the kernels' torch: one thread, as the other tests
-        self.port, self.token = _free_port(), secrets.token_hex(16)
-        self.url = f"http://{LOCAL_HOST}:{self.port}"
-        command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={self.root}",
-                   f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-                   f"--IdentityProvider.token={self.token}",
-                   "--LabApp.extension_manager=readonly",  # never asks PyPI for extensions
-                   "--LabApp.expose_app_in_browser=True"]  # window.jupyterapp: the notebook's cell models
-        if os.geteuid() == 0:  # containers: JupyterLab refuses root unless told
-            command.append("--allow-root")
-        self.log_path = tmp / "jupyterlab.log"
-        self.log = open(self.log_path, "w")
-        # A session of its own: the whole group can be signalled at the end.
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                self.api("status")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not answer within 60 s:\n{self.log_tail()}")
-                time.sleep(0.25)
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text()[-4000:]
-
-    def api(self, path: str, method: str = "GET"):
-        request = urllib.request.Request(f"{self.url}/api/{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else None
-
-    def page_url(self, notebook: str) -> str:
-        return f"{self.url}/lab/tree/{notebook}?reset&token={self.token}"
-
-    def stop(self) -> list[str]:
-        """Shut the server down and wait for every process it started; returns those that had to be killed."""
-        try:
-            server = psutil.Process(self.process.pid)
-            processes = [server, *server.children(recursive=True)]  # kernels run in sessions of their own
-        except psutil.NoSuchProcess:
-            processes = []
-        try:
-            self.api("shutdown", "POST")  # shuts the kernels down, then the server
-        except OSError:
-            pass
-        _, alive = psutil.wait_procs(processes, timeout=30)
-        killed = []
-        for process in alive:
-            try:
-                killed.append(" ".join(process.cmdline()))
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # anything else left in the server's group
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
-        self.log.close()
-        return killed
-
-
-
-
-@pytest.fixture(scope="module")
-def lab(browser, tmp_path_factory):
-    server = Lab(tmp_path_factory.mktemp("lab"))
-    try:
-        specs = server.api("kernelspecs")
-        assert list(specs["kernelspecs"]) == [KERNEL], (
-            f"JupyterLab offers the kernels {list(specs['kernelspecs'])}, not only {KERNEL}: run `make venv`, "
-            f"which installs it into .venv")
-        yield server
-    finally:
-        killed = server.stop()
-    assert not killed, f"processes that outlived JupyterLab's shutdown, killed: {killed}"
-
-
-class LabPage:
-    """A JupyterLab tab showing one notebook; requests to any host but 127.0.0.1 are aborted and recorded.
-
-    What the reader would read off the screen (execution counts, errors) is read from the notebook's cell models
-    (window.jupyterapp): JupyterLab attaches the cells of a long notebook to the page only as they scroll in.
-    """
-
-    def __init__(self, browser, lab: Lab, notebook: str):
-        self.lab, self.outside = lab, []
-        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(TIMEOUT_MS)
-        self.page.goto(lab.page_url(notebook), wait_until="load")
-        self.page.wait_for_function(f"() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                                    f"&& window.jupyterapp.shell.currentWidget.title.label === {notebook!r}")
-        self.wait_idle()
-
-    def _route(self, route):
-        url = urlsplit(route.request.url)
-        if url.scheme in {"http", "https", "ws", "wss"} and url.hostname != LOCAL_HOST:
-            self.outside.append(route.request.url)
-            route.abort()
-        else:
-            route.continue_()
-
-    def wait_idle(self, timeout_ms: int = TIMEOUT_MS) -> None:
-        """Wait until the notebook's kernel is started, connected and idle."""
-        self.page.wait_for_function(_KERNEL_IDLE, timeout=timeout_ms)
-
-    def cell(self, text: str):
-        """The code cell whose source contains ``text``, scrolled into view, as a locator."""
-        key = self.page.evaluate(_SHOW_CELL, text)
-        assert key is not None, f"no cell contains {text!r}"
-        return self.page.locator(f'[data-lab-test="{key}"]')
-
-    def cells(self) -> list[dict]:
-        return self.page.evaluate(_CELLS_STATE)
-
-    def menu(self, *path: str) -> None:
-        """Click through the main menu: menu("Run", "Run All Cells")."""
-        self.page.locator(".lm-MenuBar-itemLabel").get_by_text(path[0], exact=True).click()
-        for item in path[1:]:
-            self.page.locator(".lm-Menu-itemLabel").get_by_text(item, exact=True).click()
-
-    def close(self, name: str) -> None:
-        shots = os.environ.get("LAB_TEST_SCREENSHOTS")
-        if shots:
-            Path(shots).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(shots) / f"{name}.png"))
-        self.context.close()
-        assert not self.outside, f"requests that would have left the machine: {self.outside}"
-
-
-_KERNEL_IDLE = """() => {
-  const session = window.jupyterapp.shell.currentWidget.sessionContext.session;
-  const kernel = session && session.kernel;
-  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
-}"""
-
-# Every code cell of the notebook shown: its execution count, and its outputs that are errors.
-_CELLS_STATE = """() => {
-  const cells = [];
-  for (const cell of window.jupyterapp.shell.currentWidget.content.model.cells) {
-    if (cell.type !== 'code') continue;
-    cells.push({count: cell.executionCount, source: cell.sharedModel.getSource(),
-                errors: cell.outputs.toJSON().filter(o => o.output_type === 'error')
-                                             .map(o => `${o.ename}: ${o.evalue}`)});
-  }
-  return cells;
-}"""
-
-# Scroll to the first code cell whose source contains the text, as the reader would, and tag its node.
-_SHOW_CELL = """async (text) => {
-  const notebook = window.jupyterapp.shell.currentWidget.content;
-  const index = notebook.widgets.findIndex(c => c.model.type === 'code' && c.model.sharedModel.getSource().includes(text));
-  if (index < 0) return null;
-  await notebook.scrollToItem(index, 'center');
-  notebook.widgets[index].node.dataset.labTest = `cell-${index}`;
-  return `cell-${index}`;
-}"""
 
 
 def run_all_cells(page: LabPage) -> list[dict]:
@@ -260,12 +68,46 @@ def run_all_cells(page: LabPage) -> list[dict]:
         cells = page.cells()
         if any(c["errors"] for c in cells):
             return cells
-        if all(c["count"] is not None for c in cells) and page.page.evaluate(_KERNEL_IDLE):
+        if all(c["count"] is not None for c in cells) and page.page.evaluate(KERNEL_IDLE):
             return cells
         if time.monotonic() > deadline:
             pending = [c["source"][:80] for c in cells if c["count"] is None]
             raise AssertionError(f"cells not run after {RUN_ALL_TIMEOUT_S} s: {pending}")
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def lab(browser, tmp_path_factory):
+    """JupyterLab as `make lab` starts it, on a working copy of the chapters (and a throwaway notebook)."""
+    book_before = _book_state()
+    server = Lab(tmp_path_factory.mktemp("lab"))
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROGRESS_CELL)])
+    notebook.metadata["kernelspec"] = nbformat.read(BOOK / CHAPTER, as_version=4).metadata["kernelspec"]
+    nbformat.write(notebook, server.root / PROGRESS_NOTEBOOK)
+    try:
+        specs = server.api("kernelspecs")
+        assert list(specs["kernelspecs"]) == [KERNEL], (
+            f"JupyterLab offers the kernels {list(specs['kernelspecs'])}, not only {KERNEL}: run `make venv`, "
+            f"which installs it into .venv")
+        yield server
+    finally:
+        killed = server.stop()
+    assert not killed, f"processes that outlived JupyterLab's shutdown, killed: {killed}"
+    assert _book_state() == book_before, "a file of book/ changed while JupyterLab ran"
+
+
+def test_the_working_copy_reads_as_markdown_with_typeset_math(browser, lab):
+    page = LabPage(browser, lab, CHAPTER)
+    try:
+        report = page.rendered_math()
+        copy = json.loads((lab.root / CHAPTER).read_text())
+        assert not RAW_MYST.search(report["text"]), RAW_MYST.search(report["text"])[0]
+        assert "Exercise 14 (A prompt sampler)." in report["text"]  # the boxes, numbered as in the HTML book
+        assert report["errors"] == 0, f"{report['errors']} MathJax errors"
+        assert report["containers"] > 50
+        assert report["gt"] == expected_gt(copy), "a '>' typeset inside math that the chapter does not have"
+    finally:
+        page.close("working-copy")
 
 
 @pytest.fixture(scope="module")
@@ -332,6 +174,61 @@ def test_exercise_typed_and_checked(chapter):
         errors = [c["errors"] for c in chapter.cells() if c["source"].startswith("ch3.test_information_bits(")]
         assert errors == ([["AssertionError: use log base 2: the information is counted in bits"]]
                           if "log(" in body else [[]]), errors
+
+
+def test_saving_writes_the_working_copy_never_book(chapter, lab):
+    """Ctrl+S after the exercise's edit: the working copy on disk holds it; book/ is checked unchanged when the
+    server stops (the lab fixture)."""
+    before = (lab.root / CHAPTER).read_text()
+    chapter.cell("def information_bits(").locator(".cm-content").click()
+    chapter.page.keyboard.press("Control+s")
+    chapter.page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+    after = (lab.root / CHAPTER).read_text()
+    assert after != before and "return S * R * math.log2(D)" in after
+    assert _book_state() == _BOOK_AT_IMPORT
+
+
+def test_a_server_on_the_repository_refuses_to_save_into_book(tmp_path):
+    """What autosave would do on a chapter of book/ (`jupyter lab` started at the repository's root with make lab's
+    configuration): the save is refused and the file is untouched."""
+    path = f"book/{CHAPTER}"
+    before = (BOOK / CHAPTER).read_bytes()
+    server = Lab(tmp_path, root=ROOT)
+    try:
+        model = server.api(f"contents/{path}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            server.api(f"contents/{path}", "PUT", {"type": "notebook", "format": "json", "content": model["content"]})
+        assert refused.value.code == 403
+        assert "which JupyterLab does not write" in json.loads(refused.value.read())["message"]
+    finally:
+        assert not server.stop()
+    assert (BOOK / CHAPTER).read_bytes() == before
+
+
+def test_the_working_copy_follows_book_but_keeps_the_readers_edits(tmp_path, monkeypatch):
+    book = tmp_path / "book"
+    shutil.copytree(BOOK, book)
+    monkeypatch.setattr(workcopy, "BOOK", book)
+    dest = tmp_path / "_lab"
+    assert workcopy.update(dest) == []
+    edited, untouched = dest / CHAPTER, dest / "01_linear_memory.ipynb"
+    edited.write_text(edited.read_text().replace("A prompt sampler", "A prompt sampler, my notes"))
+    for name in (CHAPTER, untouched.name):  # then book/ changes both chapters
+        notebook = json.loads((book / name).read_text())
+        notebook["cells"][0]["source"].append("\n\nA sentence added to the book.")
+        (book / name).write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    notes = workcopy.update(dest)
+    assert "my notes" in edited.read_text() and "added to the book" not in edited.read_text()
+    assert len(notes) == 1 and CHAPTER in notes[0] and "has your changes and is kept" in notes[0]
+    assert "A sentence added to the book." in untouched.read_text()
+    assert sorted(p.name for p in (dest / "data").iterdir()) == sorted(p.name for p in (book / "data").iterdir()
+                                                                       if not p.name.endswith(".lock"))
+
+
+def test_make_lab_never_serves_book(capsys):
+    assert workcopy.main([str(BOOK)]) == 2
+    assert workcopy.main([str(BOOK / "data")]) == 2
+    assert "JupyterLab would save into the chapters" in capsys.readouterr().err
 
 
 def test_progress_bar_is_a_widget_then_one_line(browser, lab):

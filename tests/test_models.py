@@ -94,3 +94,16 @@ def test_without_mlp_the_mlp_block_is_zero():
     model = _random_model(ModelConfig.for_task(TASK, d=8, H=1, d_h=2, m=0))
     tokens, *_ = sample_batch(TASK, fact_table(TASK, 0), 3, 0)
     assert torch.equal(block_logits(model, tokens)["mlp"], torch.zeros(3, 12))
+
+
+def test_unreachable_answers_are_those_inside_the_hull():
+    from factlib.embeddings import gaussian_embeddings
+    from factlib.models import unreachable_answers
+
+    U = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.2, 0.1]])  # the last is inside
+    assert unreachable_answers(U) == [4]
+    sphere = gaussian_embeddings(64, 8, 0, normalize=True)
+    assert unreachable_answers(sphere) == []
+    assert len(unreachable_answers(gaussian_embeddings(96, 8, 0, normalize=False))) > 0
+    with pytest.raises(ValueError, match="U must be"):
+        unreachable_answers(torch.zeros(5))

@@ -803,8 +803,8 @@ def test_committed_results_satisfy_their_figures_row_checks(path):
 def test_committed_job_store_is_reused_whole():
     """book/data's job store: every record passes its figure's checks under its own context, and a resume of the
     stored figure (its config, on the code that made it) finds every one of its jobs."""
-    path = REPO / "book" / "data" / "fig4-left-full-cpu.json.jobs.jsonl"
-    data = json.loads((REPO / "book" / "data" / "fig4-left-full-cpu.json").read_text())
+    path = REPO / "book" / "data" / "fig4-left-full-cpu-unit.json.jobs.jsonl"
+    data = json.loads((REPO / "book" / "data" / "fig4-left-full-cpu-unit.json").read_text())
     fig = FIGURES["fig4-left"]
     records = [json.loads(line) for line in path.read_text().splitlines()]
     context = {**records[-1]["context"]}

@@ -60,6 +60,20 @@ def test_answers_follow_each_runs_fact_table():
         assert float(noise[i, :, run.task.n_noise:].sum()) == 0, "no noise token past the run's own"
 
 
+def test_runs_that_share_a_stream_draw_it_once_and_alone_draw_the_same():
+    """The learning rates of one search share their data: drawn once for all of them, the batch is what each run
+    draws in a group of its own, bit for bit."""
+    a, b = mixed_runs()[:2]
+    runs = [a, replace(a, lr=3e-3), b, replace(a, lr=1e-3)]
+    group = RunGroup(runs)
+    assert group.tasks._distinct(slice(None))[1].tolist() == [0, 0, 1, 0]
+    (s, r, noise), answers = group.tasks.sample(step=7, batch_size=96)
+    for i, run in enumerate(runs):
+        (s1, r1, noise1), answers1 = RunGroup([run]).tasks.sample(step=7, batch_size=96)
+        assert torch.equal(s[i], s1[0]) and torch.equal(r[i], r1[0]) and torch.equal(answers[i], answers1[0])
+        assert torch.equal(noise[i, :, :noise1.shape[2]], noise1[0])
+
+
 def test_prompts_are_well_formed_and_their_parts_are_the_training_batch():
     runs = mixed_runs()
     group = RunGroup(runs)

@@ -10,15 +10,27 @@ its chapters), so that "Exercise 14" or equation (12) in a student's notebook is
 - a theorem-like block or an exercise becomes a quotation headed **Theorem 3 (title).**; a proof, *Proof.* ... ∎;
   a note, a quotation headed **Note.**; solution markers, a **Solution** heading;
 - a labelled display equation gets its number as ``\\tag{n}``; label lines disappear;
+- a display equation with alignment points (``&``) or line breaks (``\\\\``) outside any environment is wrapped in
+  ``aligned`` (Sphinx wraps it in ``split``; MathJax rejects a bare ``&``);
+- inside a quotation, every equation is written on one line, so that the quotation's ``>`` markers never land inside
+  the math (JupyterLab and nbconvert take the math out before they parse the Markdown);
 - ``{eq}`` becomes (n), ``{prf:ref}`` and ``{numref}`` "Theorem n" or "Figure n", ``{ref}`` the section's title,
-  ``{doc}`` the chapter's title, citations author-year from references.bib.
+  ``{doc}`` the chapter's title, citations author-year from references.bib;
+- in code comments, an equation named by its label (``eq. (prompt probability)``, ``(eq-selection)``) becomes
+  ``eq. (n)``;
+- a value glued into the text (``{glue:text}`name:.3f```, ``{glue}`name``, ``{glue:md}`name``, MyST-NB) becomes
+  the value the chapter's stored outputs hold for ``name``, formatted as the role says.
 
-A reference to a label that no chapter defines raises ValueError.
+A reference to a label that no chapter defines, or to a glued value that the chapter does not store, raises
+ValueError.
 """
 from __future__ import annotations
 
+import ast
 import copy
+import io
 import re
+import tokenize
 from collections import Counter
 from pathlib import Path
 
@@ -33,6 +45,19 @@ _OPTION = re.compile(r"^:(?P<key>[\w-]+):[ \t]*(?P<value>.*)$")
 _LABEL_LINE = re.compile(r"^\((?P<label>[\w-]+)\)=[ \t]*\n(?:[ \t]*\n)*(?P<heading>#+[ \t]+(?P<title>[^\n]*))?", re.M)
 _LABELLED_MATH = re.compile(r"\$\$(?P<body>(?:(?!\$\$).)+?)\$\$[ \t]*\((?P<label>[\w-]+)\)", re.S)
 _ROLE = re.compile(r"\{(?P<role>eq|prf:ref|ref|numref|doc|cite:t|cite:p)\}`(?P<target>[^`]+)`")
+# A display equation, with the label MyST puts after it if any.
+_DISPLAY_MATH = re.compile(r"\$\$(?P<body>(?:(?!\$\$).)+?)\$\$(?:[ \t]*\((?P<label>[\w-]+)\))?", re.S)
+# Code (left alone) or math: display, or inline (which never spans a blank line).
+_CODE_OR_MATH = re.compile(r"(?P<fence>^(?P<ticks>`{3,}).*?^(?P=ticks)[ \t]*$)|(?P<code>`[^`\n]+`)"
+                           r"|(?P<math>\$\$(?:(?!\$\$).)+?\$\$"
+                           r"|\$(?:[^$\n]|\n(?![ \t]*(?:>[ \t]*)?\n))+?\$)", re.M | re.S)
+# An equation named in a code comment by its label: "eq. (prompt probability)", "eq-selection".
+_COMMENT_EQUATION = re.compile(r"eq\. \((?P<words>[A-Za-z][\w -]*)\)|\b(?P<label>eq-[\w-]+)")
+# A value glued into the text: {glue}`name`, {glue:text}`name:format`, {glue:md}`name` (MyST-NB).
+_GLUE = re.compile(r"\{glue(?::(?P<kind>text|md|any))?\}`(?P<key>[^`:]+)(?::(?P<spec>[^`]+))?`")
+#: the type a glued value is stored under (``application/papermill.record/`` and the type)
+_GLUE_PREFIX = "application/papermill.record/"
+_ENVIRONMENT = re.compile(r"\\begin\{(?P<name>[\w*]+)\}.*?\\end\{(?P=name)\}", re.S)
 # Everything numbered, in document order: a directive's opening line or a labelled display equation.
 _NUMBERED_ITEM = re.compile(_OPEN.pattern + "|" + _LABELLED_MATH.pattern, re.M | re.S)
 
@@ -51,6 +76,17 @@ def _directive_options(body: list[str]) -> tuple[dict, list[str]]:
     while body and not body[0].strip():
         body = body[1:]
     return options, body
+
+
+def _needs_alignment(body: str) -> bool:
+    """Whether display math has ``&`` or ``\\\\`` outside an environment (then it needs one, such as aligned)."""
+    outside = _ENVIRONMENT.sub("", body)
+    return "\\\\" in outside or bool(re.search(r"(?<!\\)&", outside))
+
+
+def math_on_one_line(text: str) -> str:
+    """``text`` with the line breaks inside its math spans turned into spaces (TeX reads both alike)."""
+    return _CODE_OR_MATH.sub(lambda m: re.sub(r"[ \t]*\n[ \t]*", " ", m[0]) if m["math"] else m[0], text)
 
 
 def _find_close(lines: list[str], start: int, fence: str) -> int:
@@ -122,9 +158,43 @@ def _citations(bib: Path) -> dict[str, tuple[str, str]]:
             for key, entry in parse_file(str(bib)).entries.items()}
 
 
+def glued_values(cells: list[dict]) -> dict[str, dict[str, str]]:
+    """The values a chapter glues for its text, as its stored outputs hold them: name -> {type: text}."""
+    values = {}
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is not None:
+                values[name] = {mime[len(_GLUE_PREFIX):]: "".join(v) if isinstance(v, list) else v
+                                for mime, v in out.get("data", {}).items() if mime.startswith(_GLUE_PREFIX)}
+    return values
+
+
+def _glued_text(value: dict[str, str], kind: str | None, spec: str | None) -> str:
+    """A glued value as the book's text shows it: markdown for {glue:md}, else the plain text, formatted with
+    ``spec`` when the value is a number."""
+    if kind == "md" and "text/markdown" in value:
+        return value["text/markdown"]
+    text = value.get("text/plain", "")
+    if spec:
+        try:
+            number = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            return format(number, spec)
+    return text.strip("'\"") if kind == "text" else text
+
+
 class Converter:
     def __init__(self, labels: dict[str, str], citations: dict[str, tuple[str, str]]):
         self.labels, self.citations, self.numbering = labels, citations, Numbering()
+        self.glued: dict[str, dict[str, str]] = {}  # the values of the chapter being converted
+
+    def _glue(self, m: re.Match) -> str:
+        if m["key"] not in self.glued:
+            raise ValueError(f"glued value {m['key']!r} is not among the chapter's stored outputs")
+        return _glued_text(self.glued[m["key"]], m["kind"], m["spec"])
 
     def _label(self, target: str) -> str:
         if target not in self.labels:
@@ -147,8 +217,16 @@ class Converter:
             return explicit["text"]
         return self._label(target)
 
+    def _display_math(self, m: re.Match) -> str:
+        body = m["body"].rstrip()
+        if _needs_alignment(body):
+            start = len(body) - len(body.lstrip())
+            body = f"{body[:start]}\\begin{{aligned}}{body[start:]}\\end{{aligned}}"
+        tag = f" \\tag{{{self._label(m['label']).strip('()')}}}" if m["label"] else ""
+        return f"$${body}{tag}$$"
+
     def _directive(self, kind: str, title: str, options: dict, body: list[str]) -> list[str]:
-        quoted = [f"> {line}" if line.strip() else ">" for line in body]
+        quoted = [f"> {line}" if line.strip() else ">" for line in math_on_one_line("\n".join(body)).split("\n")]
         if kind in NUMBERED:
             n = self.numbering.next(kind)
             head = f"**{NUMBERED[kind]} {n}" + (f" ({title})" if title else "") + ".**"
@@ -181,10 +259,26 @@ class Converter:
             out += self._directive(m["kind"], m["title"].strip(), options, body)
             i = close + 1
         text = "\n".join(out)
-        text = _LABELLED_MATH.sub(
-            lambda m: f"$${m['body'].rstrip()} \\tag{{{self._label(m['label']).strip('()')}}}$$", text)
+        text = _DISPLAY_MATH.sub(self._display_math, text)
         text = _LABEL_LINE.sub(lambda m: m["heading"] or "", text)
+        text = _GLUE.sub(self._glue, text)
         return _ROLE.sub(self._role, text)
+
+
+    def code(self, source: str) -> str:
+        """A code cell's source with the equation labels in its comments replaced by their numbers."""
+        try:
+            comments = [t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT]
+        except (tokenize.TokenError, SyntaxError):  # not Python (a cell magic): left alone
+            return source
+        lines = source.split("\n")
+        for token in reversed(comments):
+            row, col = token.start
+            line = lines[row - 1]
+            comment = _COMMENT_EQUATION.sub(
+                lambda m: "eq. " + self._label(m["label"] or "eq-" + m["words"].replace(" ", "-")), token.string)
+            lines[row - 1] = line[:col] + comment + line[col + len(token.string):]
+        return "\n".join(lines)
 
 
 def convert_chapters(notebooks: dict[str, dict], bib: Path = ROOT / "references.bib") -> dict[str, dict]:
@@ -194,8 +288,11 @@ def convert_chapters(notebooks: dict[str, dict], bib: Path = ROOT / "references.
     out = {}
     for doc, nb in notebooks.items():
         nb = copy.deepcopy(nb)
+        converter.glued = glued_values(nb["cells"])
         for cell in nb["cells"]:
             if cell["cell_type"] == "markdown":
                 cell["source"] = converter.markdown("".join(cell["source"]))
+            elif cell["cell_type"] == "code":
+                cell["source"] = converter.code("".join(cell["source"]))
         out[doc] = nb
     return out

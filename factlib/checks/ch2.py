@@ -5,13 +5,13 @@ import math
 
 import torch
 
-from . import checker, close, number, passed, tensor
+from . import checker, close, number, tensor
 from ..embeddings import memory_embeddings
 from ..memory import mlp_forward, random_features_memory, relu_hermite_coefficient
 from ..train import many_to_one_targets
 
 
-@checker
+@checker(answers=(mlp_forward,))
 def test_mlp_forward(mlp_forward_fn) -> None:
     """``mlp_forward_fn(E, W1, b1, W2)`` must return F(e_x) = W2 relu(W1 e_x + b1) for every row of E: (N, d)."""
     N, d, m = 12, 6, 10
@@ -20,10 +20,10 @@ def test_mlp_forward(mlp_forward_fn) -> None:
     W1 = torch.randn(m, d, generator=gen, dtype=torch.float64)  # (m, d)
     b1 = torch.randn(m, generator=gen, dtype=torch.float64)  # (m,)
     W2 = torch.randn(d, m, generator=gen, dtype=torch.float64)  # (d, m)
+    ref = mlp_forward(E, W1, b1, W2)
     out = tensor(mlp_forward_fn(E, W1, b1, W2), what="mlp_forward_fn")
     assert tuple(out.shape) == (N, d), (
         f"F must map each of the N = {N} inputs to R^d: expected shape ({N}, {d}), got {tuple(out.shape)}")
-    ref = mlp_forward(E, W1, b1, W2)
     pre = E @ W1.T  # (N, m)
     # misconception: no nonlinearity (then the MLP is a rank-m linear memory, chapter 1)
     assert not close(out, (pre + b1) @ W2.T), (
@@ -38,14 +38,13 @@ def test_mlp_forward(mlp_forward_fn) -> None:
     assert not close(out, torch.relu((pre + b1) @ W2.T)), (
         "relu is applied to the output: it acts on the hidden layer, and the output W2 h is linear")
     assert close(out, ref), "F(e) differs from W2 relu(W1 e + b1); check the order of the matrix products"
-    passed("test_mlp_forward")
 
 
-@checker
+@checker(answers=(relu_hermite_coefficient,))
 def test_relu_hermite(hermite_fn) -> None:
     """``hermite_fn(k)`` must return c_k = E[relu(g) He_k(g)] / sqrt(k!), g ~ N(0, 1) (normalised, probabilists')."""
-    got = {k: number(hermite_fn(k), f"hermite_fn({k})") for k in range(7)}
     ref = {k: relu_hermite_coefficient(k) for k in range(7)}
+    got = {k: number(hermite_fn(k), f"hermite_fn({k})") for k in range(7)}
     tol = 2e-3
     assert abs(got[0] - ref[0]) < tol, (
         f"c_0 = E[relu(g)] = 1/sqrt(2 pi) = {ref[0]:.4f}; got {got[0]:.4f}")
@@ -62,10 +61,9 @@ def test_relu_hermite(hermite_fn) -> None:
     for k in range(2, 7):
         assert abs(got[k] - ref[k]) < tol, f"c_{k} should be {ref[k]:.4f}; got {got[k]:.4f}"
     assert sum(c * c for c in got.values()) <= 0.5 + tol, "the squares of the c_k sum to E[relu(g)^2] = 1/2 at most"
-    passed("test_relu_hermite")
 
 
-@checker
+@checker(answers=(random_features_memory,))
 def test_random_features_memory(second_layer_fn) -> None:
     """``second_layer_fn(E, U, targets, W1)`` must return W2 = (1/N) sum_x (U[f(x)] - mean_y U[y]) relu(W1 e_x)^T,
     shape (d, m): one gradient step of size 1 on the cross-entropy from W2 = 0, the first layer W1 fixed."""
@@ -86,4 +84,3 @@ def test_random_features_memory(second_layer_fn) -> None:
     assert not close(W2, -ref), "wrong sign: a gradient descent step moves W2 along minus the gradient"
     assert not close(W2, ref * N), "missing the 1/N: the loss averages over the N inputs"
     assert close(W2, ref), "W2 differs from (1/N) sum_x (U[f(x)] - mean_y U[y]) relu(W1 e_x)^T"
-    passed("test_random_features_memory")

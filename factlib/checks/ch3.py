@@ -6,8 +6,9 @@ import math
 import torch
 from scipy.stats import chisquare
 
-from . import checker, number, passed, tensor
-from ..task import TaskConfig, fact_table, subject_probabilities
+from . import checker, number, tensor
+from ..bounds import table_bits
+from ..task import TaskConfig, fact_table, information_bits, prompts_for_pairs, sample_batch, subject_probabilities
 
 
 def _prompts(sample_prompt_fn, task: TaskConfig, s: int, r: int, n: int) -> torch.Tensor:
@@ -21,7 +22,7 @@ def _prompts(sample_prompt_fn, task: TaskConfig, s: int, r: int, n: int) -> torc
     return torch.stack(rows)  # (n, T)
 
 
-@checker
+@checker(answers=(prompts_for_pairs, sample_batch))
 def test_sample_prompt(sample_prompt_fn) -> None:
     """``sample_prompt_fn(task, s, r, gen)`` must return one prompt (T,) for subject s and relation r."""
     task = TaskConfig(S=5, R=3, D=2, T=6, n_noise=4)
@@ -50,15 +51,14 @@ def test_sample_prompt(sample_prompt_fn) -> None:
         "the pair of positions (i, j) must be uniform over the (T-1)(T-2) ordered pairs of distinct positions")
     noise = torch.bincount(others - task.noise_offset, minlength=task.n_noise)
     assert chisquare(noise.numpy()).pvalue > 1e-4, "each noise token must be drawn uniformly from the n_noise of them"
-    passed("test_sample_prompt")
 
 
-@checker
+@checker(answers=(information_bits, table_bits))
 def test_information_bits(information_bits_fn) -> None:
     """``information_bits_fn(S, R, D)`` must return log2 of the number of fact tables, S R log2 D."""
     for S, R, D in [(32, 16, 8), (10, 3, 5), (7, 2, 1), (100, 4, 16)]:
-        got = number(information_bits_fn(S, R, D), "information_bits_fn")
         want = S * R * math.log2(D)
+        got = number(information_bits_fn(S, R, D), "information_bits_fn")
         if D > 1:
             assert abs(got - S * R * math.log(D)) > 1e-6 * want, "use log base 2: the information is counted in bits"
             assert abs(got - S * R * math.log2(R * D)) > 1e-6, (
@@ -66,7 +66,6 @@ def test_information_bits(information_bits_fn) -> None:
                 "log2 D bits, not log2(R D)")
             assert abs(got - S * R * D) > 1e-6, "a fact is one choice among D answers: log2 D bits, not D"
         assert abs(got - want) <= 1e-6 * max(1.0, want), f"S={S}, R={R}, D={D}: expected {want:.4g} bits, got {got:.4g}"
-    passed("test_information_bits")
 
 
 def _relation_only_reference(task: TaskConfig, table: torch.Tensor) -> float:
@@ -78,15 +77,15 @@ def _relation_only_reference(task: TaskConfig, table: torch.Tensor) -> float:
     return total
 
 
-@checker
+@checker(answers=(_relation_only_reference,))
 def test_relation_only_accuracy(relation_only_accuracy_fn) -> None:
     """``relation_only_accuracy_fn(task, table)`` must return the best accuracy of a predictor that sees the
     relation but not the subject: sum_r p(r) max_a P(a*(s, r) = a | r), with s ~ p(s)."""
     for task, seed in [(TaskConfig(S=12, R=3, D=4), 0), (TaskConfig(S=9, R=2, D=3, subjects="zipf"), 1),
                        (TaskConfig(S=8, R=4, D=8), 2)]:
         table = fact_table(task, seed)
-        got = number(relation_only_accuracy_fn(task, table), "relation_only_accuracy_fn")
         want = _relation_only_reference(task, table)
+        got = number(relation_only_accuracy_fn(task, table), "relation_only_accuracy_fn")
         assert abs(got - 1 / task.D) > 1e-6 or abs(want - 1 / task.D) < 1e-6, (
             "1/D is what a uniform guess inside A_r gets; the best guess is the most frequent answer of the "
             "relation, which depends on the table")
@@ -95,4 +94,3 @@ def test_relation_only_accuracy(relation_only_accuracy_fn) -> None:
             assert abs(got - _relation_only_reference(flat, table)) > 1e-6, (
                 "weight each subject by p(s): with Zipf subjects the frequent subjects count more")
         assert abs(got - want) < 1e-6, f"expected {want:.4f}, got {got:.4f}"
-    passed("test_relation_only_accuracy")

@@ -6,22 +6,23 @@ import math
 import numpy as np
 import torch
 
-from . import _described, checker, close, number, passed, tensor
+from . import _described, checker, close, number, tensor
+from ..searches import bootstrap_fit, fit_scaling
 
 
-@checker
+@checker(answers=(fit_scaling, bootstrap_fit))
 def test_fit_scaling(fit_fn) -> None:
     """``fit_fn(params, facts)`` must return (slope, facts_per_param): the least-squares slope of log facts
     against log params, and the median of facts / params."""
     rng = np.random.default_rng(0)
     params = np.array([300, 800, 2000, 5000, 12000, 30000, 80000], dtype=float)
     facts = 0.12 * params ** 0.9 * np.exp(rng.normal(0, 0.05, len(params)))
+    want_slope = np.polyfit(np.log(params), np.log(facts), 1)[0]
+    want_constant = float(np.median(facts / params))
     out = fit_fn(params.tolist(), facts.tolist())
     assert isinstance(out, (tuple, list)) and len(out) == 2, (
         f"fit_fn returned {_described(out)}; expected a pair (slope, facts_per_param)")
     slope, constant = (number(x, f"fit_fn's {name}") for x, name in zip(out, ("slope", "facts_per_param")))
-    want_slope = np.polyfit(np.log(params), np.log(facts), 1)[0]
-    want_constant = float(np.median(facts / params))
     if abs(slope - np.polyfit(np.log(facts), np.log(params), 1)[0]) < 1e-6:
         raise AssertionError("you fitted log params against log facts: regress log facts (y) on log params (x)")
     if abs(slope - np.polyfit(params, facts, 1)[0]) < 1e-6:
@@ -32,7 +33,6 @@ def test_fit_scaling(fit_fn) -> None:
     if abs(constant - float(np.median(params / facts))) < 1e-6:
         raise AssertionError("the constant is facts per parameter, facts / params, not params per fact")
     assert abs(constant - want_constant) < 1e-6, f"expected facts per parameter {want_constant:.4f}, got {constant:.4f}"
-    passed("test_fit_scaling")
 
 
 @checker
@@ -44,8 +44,8 @@ def test_masked_cross_entropy(loss_fn) -> None:
     num = torch.tensor([12, 5, 8])
     logits = torch.randn(n, B, A, generator=gen, dtype=torch.float64)
     answers = torch.stack([torch.randint(int(k), (B,), generator=gen) for k in num])
-    got = tensor(loss_fn(logits.clone(), answers, num), (n,), "loss_fn", f"(n,) = ({n},): one loss per run")
     want = torch.stack([torch.nn.functional.cross_entropy(logits[r, :, :k], answers[r]) for r, k in enumerate(num)])
+    got = tensor(loss_fn(logits.clone(), answers, num), (n,), "loss_fn", f"(n,) = ({n},): one loss per run")
     unmasked = torch.nn.functional.cross_entropy(logits.reshape(-1, A), answers.reshape(-1), reduction="none")
     if close(got, unmasked.reshape(n, B).mean(1)):
         raise AssertionError("the padded answers take part in the softmax: mask logits[r, :, k:] for k = num_answers[r] "
@@ -59,7 +59,6 @@ def test_masked_cross_entropy(loss_fn) -> None:
     if close(got, want.mean().expand(n)) or close(got.sum(), want.mean()):
         raise AssertionError("keep one loss per run: each run's gradient must come from its own loss only")
     assert close(got, want, atol=1e-6), f"expected {want.tolist()}, got {got.tolist()}"
-    passed("test_masked_cross_entropy")
 
 
 @checker
@@ -75,20 +74,20 @@ def test_adam_step(adam_fn) -> None:
     grad[:, 0], m[:, 0], v[:, 0] = 1e-6 * grad[:, 0], 1e-6 * m[:, 0], 0.0  # weights that barely moved: eps matters
     lr = torch.tensor([1e-3, 3e-3, 1e-2], dtype=torch.float64)
     step = 3
+    m_want = 0.9 * m + 0.1 * grad
+    v_want = 0.999 * v + 0.001 * grad ** 2
+    m_hat, v_hat = m_want / (1 - 0.9 ** step), v_want / (1 - 0.999 ** step)
+    per_run = lr.view(n, 1, 1)
+    want = w - per_run * m_hat / (v_hat.sqrt() + 1e-8)
     out = adam_fn(w.clone(), grad.clone(), m.clone(), v.clone(), step, lr.clone())
     assert isinstance(out, tuple) and len(out) == 3, f"adam_fn returned {_described(out)}; return the tuple (w, m, v)"
     for x, name in zip(out, "wmv"):
         tensor(x, what=f"adam_fn's {name}")
     w2, m2, v2 = (torch.as_tensor(x, dtype=torch.float64) for x in out)
-    m_want = 0.9 * m + 0.1 * grad
-    v_want = 0.999 * v + 0.001 * grad ** 2
     assert close(m2, m_want), "first moment: m = beta1 m + (1 - beta1) grad"
     if close(v2, 0.999 * v + 0.001 * grad):
         raise AssertionError("second moment: average the squared gradient, grad ** 2")
     assert close(v2, v_want), "second moment: v = beta2 v + (1 - beta2) grad ** 2"
-    m_hat, v_hat = m_want / (1 - 0.9 ** step), v_want / (1 - 0.999 ** step)
-    per_run = lr.view(n, 1, 1)
-    want = w - per_run * m_hat / (v_hat.sqrt() + 1e-8)
     if close(w2, w - lr.mean() * m_hat / (v_hat.sqrt() + 1e-8)):
         raise AssertionError("every run has its own learning rate: broadcast lr (n,) as lr.view(n, 1, 1), not a mean")
     if close(w2, w - per_run * m_want / (v_want.sqrt() + 1e-8)):
@@ -98,7 +97,6 @@ def test_adam_step(adam_fn) -> None:
     if close(w2, w + per_run * m_hat / (v_hat.sqrt() + 1e-8)):
         raise AssertionError("descend: subtract the step")
     assert close(w2, want), "expected w - lr m_hat / (sqrt(v_hat) + eps), with lr per run"
-    passed("test_adam_step")
 
 
 @checker
@@ -118,7 +116,6 @@ def test_capacity_from_outcomes(capacity_fn) -> None:
             raise AssertionError("when every n failed, return 0 (nothing is stored), not None")
         got = number(got, "capacity_fn", integer=True)
         assert got == want, f"outcomes {outcomes}: expected {want}, got {got:g}"
-    passed("test_capacity_from_outcomes")
 
 
 @checker
@@ -127,8 +124,8 @@ def test_bits_per_parameter(bits_fn) -> None:
     S R log2 D / params, or with ``distinct=True`` (D = S distinct answers per relation) R log2(S!) / params."""
     cases = [(12, 12, 8, 1536), (7, 7, 8, 1056), (32, 32, 8, 18432), (100, 3, 4, 50)]
     for S, R, D, P in cases:
-        got = number(bits_fn(S, R, D, P), "bits_fn")
         want = S * R * math.log2(D) / P
+        got = number(bits_fn(S, R, D, P), "bits_fn")
         if abs(got - S * R * math.log(D) / P) < 1e-9 * want:
             raise AssertionError("a fact carries log2 D bits, not ln D nats: use math.log2")
         if abs(got - S * R / P) < 1e-9 * want:
@@ -137,8 +134,8 @@ def test_bits_per_parameter(bits_fn) -> None:
             raise AssertionError("bits per parameter is bits / params, not params / bits")
         assert abs(got - want) < 1e-9 * want, f"S={S}, R={R}, D={D}, params={P}: expected {want:.6g}, got {got:.6g}"
     for S, R, P in [(8, 8, 384), (20, 20, 3000), (5, 2, 10)]:
-        got = number(bits_fn(S, R, S, P, distinct=True), "bits_fn with distinct=True")
         want = R * math.lgamma(S + 1) / math.log(2) / P
+        got = number(bits_fn(S, R, S, P, distinct=True), "bits_fn with distinct=True")
         if abs(got - S * R * math.log2(S) / P) < 1e-9 * want:
             raise AssertionError("with distinct answers the facts of a relation are a permutation: the table "
                                  "carries R log2(S!) bits, less than S R log2 S")
@@ -147,7 +144,6 @@ def test_bits_per_parameter(bits_fn) -> None:
         if abs(got - R * math.lgamma(S + 1) / P) < 1e-9 * want:
             raise AssertionError("math.lgamma gives ln(S!) in nats: divide by ln 2 for bits")
         assert abs(got - want) < 1e-9 * want, f"S={S}, R={R}, distinct, params={P}: expected {want:.6g}, got {got:.6g}"
-    passed("test_bits_per_parameter")
 
 
 @checker
@@ -156,9 +152,9 @@ def test_iso_parameter_width(width_fn) -> None:
     4 H d_h d + 2 m d = S R / c (a float), and 0 where the attention alone already has S R / c parameters."""
     cases = [(32, 32, 0.0927, 32, 8, 8), (32, 32, 0.0927, 32, 1, 8), (8, 8, 0.1, 16, 4, 2), (16, 16, 0.5, 32, 8, 8)]
     for S, R, c, d, H, d_h in cases:
-        got = number(width_fn(S, R, c, d, H, d_h), "width_fn")
         free = S * R / c - 4 * H * d_h * d
         want = max(0.0, free / (2 * d))
+        got = number(width_fn(S, R, c, d, H, d_h), "width_fn")
         if free < 0 and got < 0:
             raise AssertionError(f"S={S}, R={R}, c={c}, d={d}, H={H}, d_h={d_h}: the attention alone has more than "
                                  "S R / c parameters, so no MLP is needed: return 0, not a negative width")
@@ -171,4 +167,3 @@ def test_iso_parameter_width(width_fn) -> None:
             raise AssertionError("attention has four d x d_h maps per head (W_Q, W_K, W_V, W_O): 4 H d_h d")
         assert abs(got - want) < 1e-9 * max(1.0, want), (
             f"S={S}, R={R}, c={c}, d={d}, H={H}, d_h={d_h}: expected m = {want:.6g}, got {got:.6g}")
-    passed("test_iso_parameter_width")

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import torch
 
-from . import _described, checker, number, passed
-from ..dynamics import growth_rates, partial_log_probs
+from . import _described, checker, number
+from ..dynamics import growth_rates, partial_log_probs, predicted_escape_steps, time_to_step
 
 
 def _number(x, what: str) -> float:
@@ -17,7 +17,7 @@ def _number(x, what: str) -> float:
     return number(x, what)
 
 
-@checker
+@checker(answers=(partial_log_probs,))
 def test_partial_losses(partial_losses_fn) -> None:
     """``partial_losses_fn(logits, answers, D)`` -> (relation-only loss, subject-only loss), batch means.
 
@@ -27,11 +27,11 @@ def test_partial_losses(partial_losses_fn) -> None:
     gen = torch.Generator().manual_seed(6)
     logits = 2.0 * torch.randn(B, R * D, generator=gen, dtype=torch.float64)  # (B, R D)
     answers = torch.randint(R * D, (B,), generator=gen)  # (B,)
+    _, ref_rel, ref_sub = (-x.mean().item() for x in partial_log_probs(logits, answers, D))
     out = partial_losses_fn(logits, answers, D)
     assert isinstance(out, (tuple, list)) and len(out) == 2, (
         f"partial_losses_fn returned {_described(out)}; return a pair (relation_loss, subject_loss)")
     rel, sub = (_number(x, name) for x, name in zip(out, ("relation_loss", "subject_loss")))
-    _, ref_rel, ref_sub = (-x.mean().item() for x in partial_log_probs(logits, answers, D))
     p = torch.softmax(logits, dim=-1).reshape(B, R, D)  # (B, R, D)
     rows = torch.arange(B)
     max_rel = -torch.log(p[rows, answers // D].max(-1).values).mean().item()
@@ -52,18 +52,17 @@ def test_partial_losses(partial_losses_fn) -> None:
     uniform = partial_losses_fn(torch.zeros(2, R * D, dtype=torch.float64), answers[:2], D)
     assert math.isclose(_number(uniform[0], "relation_loss"), math.log(R), rel_tol=1e-6), \
         "at uniform predictions the relation-only loss is log R"
-    passed("test_partial_losses")
 
 
-@checker
+@checker(answers=(growth_rates,))
 def test_growth_rates(growth_rates_fn) -> None:
     """``growth_rates_fn(S, R, D)`` -> (c_relation, c_subject), the linear-phase rates of chapter 6."""
     for S, R, D in [(16, 4, 8), (8, 16, 8), (30, 3, 5), (12, 2, 12)]:
+        ref = growth_rates(S, R, D)
         out = growth_rates_fn(S, R, D)
         assert isinstance(out, (tuple, list)) and len(out) == 2, (
             f"growth_rates_fn returned {_described(out)}; return a pair (c_relation, c_subject)")
         c_rel, c_sub = (_number(x, name) for x, name in zip(out, ("c_relation", "c_subject")))
-        ref = growth_rates(S, R, D)
         assert c_rel > 0 and c_sub > 0, "the rates are positive: the relevant weights grow from zero"
         assert not (math.isclose(c_rel, ref["subject"], rel_tol=1e-6) and
                     math.isclose(c_sub, ref["relation"], rel_tol=1e-6)), "the two rates are swapped"
@@ -78,7 +77,6 @@ def test_growth_rates(growth_rates_fn) -> None:
             "(1/R) (R-1)/R times kappa_r = sqrt(R / (D (R-1))): check the (k - 1) / k factor (k - 1, not k)")
         assert math.isclose(c_sub, ref["subject"], rel_tol=1e-6), (
             f"c_subject for (S, R, D) = {(S, R, D)}: got {c_sub:.6g}, expected {ref['subject']:.6g}")
-    passed("test_growth_rates")
 
 
 def _reference_escape_step(rate: float, init_scale: float, lrs) -> int | None:
@@ -87,7 +85,7 @@ def _reference_escape_step(rate: float, init_scale: float, lrs) -> int | None:
     return int(hit[0]) if hit.size else None
 
 
-@checker
+@checker(answers=(_reference_escape_step, predicted_escape_steps, time_to_step))
 def test_escape_step(escape_step_fn) -> None:
     """``escape_step_fn(rate, init_scale, lrs)``: first step k with lrs[0] + ... + lrs[k-1] >= ln(1/eps) / rate,
     or None if the whole schedule is too short (leading-order escape of chapter 6)."""
@@ -96,8 +94,8 @@ def test_escape_step(escape_step_fn) -> None:
     cosine = 0.1 * 0.5 * (1 + np.cos(np.pi * np.arange(8192) / 8192))
     warm = np.concatenate([np.linspace(0.0, 0.2, 1000), np.full(5000, 0.2)])
     for lrs, label in [(constant, "constant"), (warm, "warm-up then constant")]:
-        got = escape_step_fn(rate, eps, lrs)
         ref = _reference_escape_step(rate, eps, lrs)
+        got = escape_step_fn(rate, eps, lrs)
         assert got is not None, f"{label} schedule: the escape happens within the run, so return a step"
         got = _number(got, "escape step")
         assert abs(got - 2 * ref) > 2 or abs(ref) < 2, (
@@ -113,4 +111,3 @@ def test_escape_step(escape_step_fn) -> None:
     assert got is None, (
         f"a cosine decay from 0.1 to 0 over 8192 steps covers flow time {cosine.sum():.1f} < "
         f"ln(1/eps)/c = {math.log(1 / eps) / rate:.1f}: the escape never happens, return None (got {got})")
-    passed("test_escape_step")
