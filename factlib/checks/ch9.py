@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import checker, close, number, passed, tensor
+from . import checker, close, number, tensor
 from ..embeddings import gaussian_embeddings
 from ..induction import lemma_gradient, linear_readout_loss, recall_probe
 
@@ -43,7 +43,6 @@ def test_induction_memories(induction_memories_fn) -> None:
     assert close(kq2, ref_kq2), "W_KQ2 differs from sum_{k in Q} e_k (W_OV1 e_k)^T"
     assert not close(ov2, ref_ov2.T), "W_OV2 is transposed: it maps e_k to u_k, so each term is u_k e_k^T"
     assert close(ov2, ref_ov2), "W_OV2 differs from sum_k u_k e_k^T (over every token)"
-    passed("test_induction_memories")
 
 
 @checker
@@ -68,7 +67,6 @@ def test_recall_probe(recall_probe_fn) -> None:
     assert abs(got - ref) < 1e-9, f"got {got:.4f}, expected {ref:.4f}"
     perfect = number(recall_probe_fn(torch.eye(5), torch.eye(5), torch.eye(5), torch.arange(5)), "recall_probe_fn")
     assert perfect == 1.0, f"the identity memory on one-hot embeddings recalls every pair; got {perfect}"
-    passed("test_recall_probe")
 
 
 @checker
@@ -100,7 +98,6 @@ def test_lemma_gradient(lemma_gradient_fn) -> None:
     assert close(got, truth, rtol=1e-6, atol=1e-9), (
         "your gradient differs from the autograd gradient of the mean cross-entropy; check mu^_k = "
         "E[p^(k | x) x] / p(y = k) (the softmax of the logits U W x) and mu_k = E[x | y = k]")
-    passed("test_lemma_gradient")
 
 
 @checker
@@ -121,4 +118,3 @@ def test_truncate(truncate_fn) -> None:
         assert close(got, ref, rtol=1e-6, atol=1e-9), (
             f"r = {r}: the result differs from U[:, :r] diag(S[:r]) Vh[:r] (torch.linalg.svd); rank 0 is the zero "
             "matrix and rank 7 is W itself")
-    passed("test_truncate")
