@@ -26,6 +26,7 @@ from ._validate import ArgumentTypeError, check_choice, check_int
 from .config import device as pick_device, resolve_profile
 from .bounds import BOUNDS_FIGURE
 from .heavy_tail_figures import HEAVY_TAIL_FIGURES
+from .induction_figures import INDUCTION_FIGURES
 from .dynamics import DynamicsConfig, train
 from .memory import TrainConfig
 from .sweeps import (Figure, ResultStore, RowSpec, SweepStats, check_executor, exclusive, file_kind, run_sweep,
@@ -519,6 +520,7 @@ def _run_figure(fig: Figure, profile: str, config: dict, overrides: dict, jobs: 
 FIGURES.update(SCALING_FIGURES)
 FIGURES[BOUNDS_FIGURE.name] = BOUNDS_FIGURE
 FIGURES.update(HEAVY_TAIL_FIGURES)
+FIGURES.update(INDUCTION_FIGURES)
 
 
 def reproduce_reduced(figure: str, out: str, note: str, executor: str = "inline", workers: int | None = None,
