@@ -232,8 +232,11 @@ def release_comparison(results: Sequence[dict], default: str, others: dict[str, 
 
 
 def rounding_label(row: dict) -> str:
-    """How a stored capacity row rounded d_h = alpha d / H and m = beta d: down (the release) or half up."""
-    return "d_h and m rounded down" if row.get("rounding", "half_up") == "floor" else "d_h and m rounded half up"
+    """How a stored capacity row (or a stored protocol) rounded d_h = alpha d / H and m = beta d: down (the
+    release) or half up. Its "rounding" where it names one; otherwise what the code of its time did: down once
+    protocols named their embeddings, half up before."""
+    rounding = row.get("rounding", "floor" if "embeddings" in row else "half_up")
+    return "d_h and m rounded down" if rounding == "floor" else "d_h and m rounded half up"
 
 
 def _seed_spread(rows: Sequence[dict], key) -> str:

@@ -232,3 +232,11 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
     assert "the laws the intervals admit: S R = c P" in three
     with pytest.raises(ValueError, match="no rows"):
         book.release_subset_text({"rows": []}, name)
+
+
+def test_rounding_label_reads_the_row_or_the_code_of_its_time():
+    assert book.rounding_label({"rounding": "floor"}) == "d_h and m rounded down"
+    assert book.rounding_label({"rounding": "half_up", "embeddings": "gaussian"}) == "d_h and m rounded half up"
+    # a protocol stored by a replay names its embeddings but not the rounding: the code then rounded down
+    assert book.rounding_label({"embeddings": "gaussian", "steps": 4096}) == "d_h and m rounded down"
+    assert book.rounding_label({"steps": 4096}) == "d_h and m rounded half up"  # before embeddings were named
