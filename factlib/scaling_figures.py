@@ -168,7 +168,8 @@ SCALING_FIGURES: dict[str, Figure] = {
     ),
     "fig4-release": Figure(
         name="fig4-release",
-        description="Figure 4 (left)'s capacities with the authors' unit-norm embeddings or fixed evaluation set",
+        description="Figure 4 (left)'s capacities with unit-norm embeddings, or with the release's one fixed "
+                    "evaluation set",
         configs={"quick": RELEASE_QUICK, "full": RELEASE_FULL},
         jobs=_scaling_jobs,
         run_job=_scaling_job,

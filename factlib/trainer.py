@@ -85,7 +85,7 @@ class Protocol:
     min_delta: float = 0.01
     foresight: float = 0.0      # failure: in the second half of the budget, accuracy + foresight x (recent accuracy
                                 # gain per step) x (steps left) stays below the threshold (0, the default: off; at
-                                # 2 it stopped 7 of 58 eventual successes, book/data/fig4-stopping-quick.json)
+                                # 2 it stopped 9 of 57 eventual successes, book/data/fig4-stopping-quick.json)
     init_scale: float = 1.0     # multiplies the initial weights (see ``init_weights``)
     init: str = "release"       # "release": the authors' initialisation; "ours": this book's first one
     eos_residual: bool = False  # add the EOS embedding to the attention output (the authors' model does not)
