@@ -235,7 +235,9 @@ def rounding_label(row: dict) -> str:
     """How a stored capacity row (or a stored protocol) rounded d_h = alpha d / H and m = beta d: down (the
     release) or half up. Its "rounding" where it names one; otherwise what the code of its time did: down once
     protocols named their embeddings, half up before."""
-    rounding = row.get("rounding", "floor" if "embeddings" in row else "half_up")
+    from .scaling_figures import _rounding  # the rule the sweeps round by; imported here, it needs torch
+
+    rounding = _rounding({**row, "protocol": row})
     return "d_h and m rounded down" if rounding == "floor" else "d_h and m rounded half up"
 
 
