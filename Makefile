@@ -52,8 +52,13 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
 	fi
 
+# The unit tests and the chapters' nbval passes run side by side, one torch thread each (tests/conftest.py and the
+# chapters set it), so that `make test` stays near 15 minutes on two cores; each prints its output when it ends.
 test: book system-deps
-	$(MAKE) --no-print-directory unit-test nbval
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit-test nbval
+
+unit-test nbval: export OMP_NUM_THREADS = 1
+unit-test nbval: export MKL_NUM_THREADS = 1
 
 unit-test: venv
 	$(PY) -m pytest tests
