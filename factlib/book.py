@@ -255,6 +255,24 @@ def _median(values: Sequence[float]) -> float:
     return (ordered[len(ordered) // 2] + ordered[(len(ordered) - 1) // 2]) / 2
 
 
+def facts_per_param_by_d(rows: Sequence[dict]) -> dict[int, float]:
+    """d -> the median of facts / params over the stored sizes and seeds at that d, in increasing d."""
+    return {d: _median([r["facts"] / r["params"] for r in rows if r["d"] == d]) for d in sorted({r["d"] for r in rows})}
+
+
+def trend(values: dict) -> str:
+    """In words, how the values of ``values`` (in the order of its keys) move: rising, falling, flat or neither."""
+    v = list(values.values())
+    steps = [b - a for a, b in zip(v, v[1:])]
+    if not steps or all(step == 0 for step in steps):
+        return "the same at every d"
+    if all(step >= 0 for step in steps):
+        return "rising with d"
+    if all(step <= 0 for step in steps):
+        return "falling with d"
+    return "not monotone in d"
+
+
 def release_subset_text(result: dict | None, name: str) -> str:
     """Markdown that reports a stored capacity sweep at the paper's protocol on the release's model (``result``,
     as ``stored(name)`` gives it), every number read from it: the values of d covered, facts and bits per
@@ -275,6 +293,9 @@ def release_subset_text(result: dict | None, name: str) -> str:
              f"({len(rows)} sizes and seeds).",
              f"- facts per parameter, median over the sizes: {_seed_spread(rows, lambda r: r['facts'] / r['params'])}",
              f"- bits per parameter, median over the sizes: {_seed_spread(rows, lambda r: r['bits'] / r['params'])}"]
+    by_d = facts_per_param_by_d(rows)
+    lines.append("- facts per parameter by d, median over splits and seeds: "
+                 + ", ".join(f"{d}: {value:.3f}" for d, value in by_d.items()) + f" ({trend(by_d)})")
     fits = slopes_with_intervals(rows) if len(ds) >= 3 else None
     if fits is None:
         lines.append(f"- slopes: not fitted before three values of d are stored ({len(ds)} so far)")

@@ -230,8 +230,19 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
     three = book.release_subset_text(book.stored(name, tmp_path), name)
     assert "d = 8, 11, 16," in three and "within splits: 1.0" in three and "9 (alpha, beta, seed) families" in three
     assert "the laws the intervals admit: S R = c P" in three
+    by_d = {d: median(r["facts"] / r["params"] for r in rows if r["d"] == d) for d in (8, 11, 16)}
+    assert book.facts_per_param_by_d(rows) == pytest.approx(by_d)
+    assert f"by d, median over splits and seeds: 8: {by_d[8]:.3f}, 11: {by_d[11]:.3f}, 16: {by_d[16]:.3f}" in three
     with pytest.raises(ValueError, match="no rows"):
         book.release_subset_text({"rows": []}, name)
+
+
+def test_trend_names_the_direction_of_a_sequence():
+    assert book.trend({8: 0.1, 11: 0.12, 16: 0.2}) == "rising with d"
+    assert book.trend({8: 0.2, 11: 0.2, 16: 0.1}) == "falling with d"
+    assert book.trend({8: 0.1, 11: 0.3, 16: 0.2}) == "not monotone in d"
+    assert book.trend({8: 0.1, 11: 0.1}) == "the same at every d"
+    assert book.trend({8: 0.1}) == "the same at every d"
 
 
 def test_rounding_label_reads_the_row_or_the_code_of_its_time():
