@@ -286,6 +286,7 @@ def truncate_ffn(model: InductionTransformer, rank: int) -> InductionTransformer
 
 
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,7 @@ class TrainConfig:
     momentum: float = 0.9       # SGD only
     weight_decay: float = 0.0   # SGD only: adds weight_decay * W to each gradient
     frozen_until: dict = field(default_factory=dict)  # weight name -> first step at which it is updated
+    schedule: str = "constant"  # "cosine": step t (1..steps) uses lr * (1 + cos(pi (t - 1) / steps)) / 2
 
     def __post_init__(self):
         check_int("steps", self.steps, 1, 10**7)
@@ -314,6 +316,7 @@ class TrainConfig:
         check_int("eval_size", self.eval_size, 1, 1 << 16)
         check_int("seed", self.seed, 0)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
         check_float("momentum", self.momentum, 0.0, 1.0)
         check_float("weight_decay", self.weight_decay, 0.0, 1.0)
         if not isinstance(self.frozen_until, dict):
@@ -321,6 +324,14 @@ class TrainConfig:
         for name, step in self.frozen_until.items():
             check_choice("frozen_until", name, WEIGHTS)
             check_int(f"frozen_until[{name!r}]", step, 0, 10**7)
+
+    def lr_at(self, step: int) -> float:
+        """The step size of step ``step`` (1 .. steps): ``lr``, or with ``schedule="cosine"`` ``lr`` decayed along
+        half a cosine, from ``lr`` at step 1 towards 0 at the last step."""
+        check_int("step", step, 1, self.steps)
+        if self.schedule == "constant":
+            return self.lr
+        return self.lr * (1.0 + math.cos(math.pi * (step - 1) / self.steps)) / 2.0
 
 
 def training_loss(model: InductionTransformer, batch: BigramBatch, loss: str = "all") -> torch.Tensor:
@@ -372,18 +383,20 @@ def train(model: InductionTransformer, task: BigramTask, stats: BigramStats, con
             grads = torch.autograd.grad(loss, [getattr(model, n) for n in active])
             with torch.no_grad():
                 for name, grad in zip(active, grads):
-                    _update_(getattr(model, name), grad, state[name], config, step - max(start[name], 1) + 1)
+                    _update_(getattr(model, name), grad, state[name], config, step - max(start[name], 1) + 1,
+                             config.lr_at(step))
         if step % config.eval_every == 0 or step == config.steps:
             record(step)
     return rows
 
 
 def _update_(param: torch.Tensor, grad: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
-             config: TrainConfig, count: int) -> None:
-    """One optimizer step on ``param`` in place: Adam (``train.adam_update_``, ``count`` its own steps), or SGD
-    with momentum and weight decay in the arithmetic of ``torch.optim.SGD`` (``state[0]`` its momentum buffer)."""
+             config: TrainConfig, count: int, lr: float) -> None:
+    """One optimizer step of size ``lr`` on ``param`` in place: Adam (``train.adam_update_``, ``count`` its own
+    steps), or SGD with momentum and weight decay in the arithmetic of ``torch.optim.SGD`` (``state[0]`` its
+    momentum buffer)."""
     if config.optimizer == "adam":
-        adam_update_(param, grad, state, config.lr, count)
+        adam_update_(param, grad, state, lr, count)
         return
     direction = grad + config.weight_decay * param if config.weight_decay else grad
     buffer = state[0]
@@ -391,7 +404,7 @@ def _update_(param: torch.Tensor, grad: torch.Tensor, state: tuple[torch.Tensor,
         buffer.copy_(direction)
     else:
         buffer.mul_(config.momentum).add_(direction)
-    param.sub_(config.lr * buffer)
+    param.sub_(lr * buffer)
 
 
 def batch_to(batch: BigramBatch, device: torch.device | str) -> BigramBatch:

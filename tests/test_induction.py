@@ -198,6 +198,43 @@ def test_sgd_matches_torch_optim_and_frozen_weights_wait():
         ind.train(held, task, STATS, ind.TrainConfig(steps=2, frozen_until={"F": 1}))
 
 
+def test_cosine_schedule_matches_torch_cosine_annealing():
+    """With schedule="cosine", step t uses lr (1 + cos(pi (t - 1) / steps)) / 2: the step sizes of torch's
+    CosineAnnealingLR over T_max = steps, and the weights of SGD under that scheduler."""
+    config = ind.TrainConfig(steps=7, lr=0.3, schedule="cosine")
+    ref = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(ref, T_max=7)
+    for t in range(1, 8):
+        assert config.lr_at(t) == pytest.approx(ref.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
+        ref.step()
+        sched.step()
+    assert ind.TrainConfig(steps=7, lr=0.3).lr_at(7) == 0.3
+    assert config.lr_at(7) < 0.3 * 0.06
+    for bad in (0, 8, 2.0, True):
+        with pytest.raises(ValueError, match="step"):
+            config.lr_at(bad)
+    with pytest.raises(ValueError, match="schedule"):
+        ind.TrainConfig(schedule="linear")
+    # training under the schedule: SGD's weights after 3 steps equal torch's SGD with the scheduler
+    task = bg.BigramTask(K=2, T=12)
+    cfg = ind.InductionConfig(N=STATS.N, T=12, d=16, trainable=("KQ1", "KQ2", "OV2"))
+    ours = ind.InductionTransformer(cfg)
+    ind.train(ours, task, STATS, ind.TrainConfig(steps=3, batch_size=4, lr=0.5, optimizer="sgd", momentum=0.9,
+                                                 schedule="cosine", eval_every=3, eval_size=4))
+    reference = ind.InductionTransformer(cfg)
+    params = [reference.KQ1, reference.KQ2, reference.OV2]
+    sgd = torch.optim.SGD(params, lr=0.5, momentum=0.9)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(sgd, T_max=3)
+    gen = generator(0)
+    for _ in range(3):
+        sgd.zero_grad()
+        ind.training_loss(reference, bg.sample_batch(task, STATS, 4, gen)).backward()
+        sgd.step()
+        cosine.step()
+    for a, b in zip([ours.KQ1, ours.KQ2, ours.OV2], params):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_attention_summary_names_previous_token_and_induction_heads():
     tokens = torch.tensor([0, 5, 1, 0, 6])  # trigger 0 at 0 and 3, followed by 5 at 1
     T = 5
