@@ -202,11 +202,16 @@ def _size(data: bytes) -> tuple[int, int]:
     return width // RESOLUTION, height // RESOLUTION
 
 
-def show(fig) -> None:
+def show(fig, palette: bool = False) -> None:
     """Display ``fig`` (then closed) as a PNG at :data:`RESOLUTION` times its dpi, shown at its 1x size, with its
     smallest font size and, for a figure wider than :data:`PHONE_MAX_WIDTH`, a phone version
-    (:func:`stack_for_phone`) in the output's metadata, for the HTML book. Checked by :func:`check_figure`."""
+    (:func:`stack_for_phone`) in the output's metadata, for the HTML book. Checked by :func:`check_figure`.
+    ``palette``: a PNG of at most 256 colours (Pillow's octree quantizer), a third to a quarter of the bytes for
+    line art, for a page that carries many panels."""
     from IPython.display import display
+
+    if not isinstance(palette, bool):
+        raise TypeError(f"palette must be True or False, got {palette!r}")
 
     def encode(fig):
         buffer = io.BytesIO()
@@ -214,6 +219,13 @@ def show(fig) -> None:
             warnings.filterwarnings("error", message="constrained_layout not applied")
             fig.savefig(buffer, format="png", dpi=RESOLUTION * fig.dpi, bbox_inches="tight", pad_inches=0.05)
         data = buffer.getvalue()
+        if palette:
+            from PIL import Image
+
+            quantized = Image.open(io.BytesIO(data)).quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+            buffer = io.BytesIO()
+            quantized.save(buffer, format="PNG", optimize=True)
+            data = buffer.getvalue()
         width, height = _size(data)
         return base64.b64encode(data).decode("ascii"), {"width": width, "height": height}
 

@@ -143,6 +143,22 @@ def test_show_stores_the_phone_version_and_the_smallest_font(monkeypatch):
     assert "phone" not in narrow_meta["factlib"] and narrow["text/plain"].startswith("<Figure size")
 
 
+def test_show_with_a_palette_stores_a_smaller_png_of_the_same_size(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda data, raw, metadata: shown.append((data, metadata)))
+    for palette in (False, True):
+        plots.show(_panels(["left", "right"]), palette=palette)
+    (full, full_meta), (small, small_meta) = shown
+    images = [Image.open(io.BytesIO(base64.b64decode(d["image/png"]))) for d in (full, small)]
+    assert images[0].mode == "RGBA" and images[1].mode == "P" and len(images[1].getcolors(256)) <= 256
+    assert images[0].size == images[1].size and full_meta["image/png"] == small_meta["image/png"]
+    assert len(small["image/png"]) < len(full["image/png"])
+    phone = Image.open(io.BytesIO(base64.b64decode(small_meta["factlib"]["phone"]["image/png"])))
+    assert phone.mode == "P"
+    with pytest.raises(TypeError, match="palette"):
+        plots.show(_panels(["alone"]), palette=1)
+
+
 # ---------------------------------------------------------------- tools/book_html.py
 
 def test_grading_markers_and_hidden_tests_leave_the_book_only():
