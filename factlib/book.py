@@ -177,6 +177,16 @@ def slopes_with_intervals(rows: Sequence[dict]) -> dict | None:
             for response in ("facts", "facts_log") for how in ("all", "within") if how == "all" or within}
 
 
+#: a sweep's slopes are fitted once it covers this many values of d: over fewer, a slope is one step between sizes
+MIN_DS_FOR_SLOPES = 3
+
+
+def sweep_fits(rows: Sequence[dict]) -> dict | None:
+    """``slopes_with_intervals`` of a stored sweep's rows once they cover ``MIN_DS_FOR_SLOPES`` values of d; None
+    before (the one rule behind chapter 5's table of slopes, its text and its summary)."""
+    return slopes_with_intervals(rows) if len({r["d"] for r in rows}) >= MIN_DS_FOR_SLOPES else None
+
+
 LAWS = {"facts": "S R = c P", "facts_log": "S R ln(S R) = c P"}
 
 
@@ -241,13 +251,20 @@ def rounding_label(row: dict) -> str:
     return "d_h and m rounded down" if rounding == "floor" else "d_h and m rounded half up"
 
 
-def _seed_spread(rows: Sequence[dict], key) -> str:
-    """The median over sizes of ``key(row)`` for each seed: the median over seeds and the range between seeds."""
+def seed_median(rows: Sequence[dict], key) -> tuple[float, float, float]:
+    """The median over sizes of ``key(row)`` for each seed, then (the median over seeds, the lowest seed's, the
+    highest seed's): one seed's noise does not weigh like a size. With one seed, its median three times."""
     seeds = sorted({r["seed"] for r in rows})
     per_seed = sorted(_median([key(r) for r in rows if r["seed"] == s]) for s in seeds)
-    if len(per_seed) == 1:
-        return f"{per_seed[0]:.3f} (one seed)"
-    return f"{_median(per_seed):.3f} (seeds: {per_seed[0]:.3f} to {per_seed[-1]:.3f})"
+    return _median(per_seed), per_seed[0], per_seed[-1]
+
+
+def _seed_spread(rows: Sequence[dict], key) -> str:
+    """``seed_median`` in words: the median over seeds and the range between seeds."""
+    middle, low, high = seed_median(rows, key)
+    if len({r["seed"] for r in rows}) == 1:
+        return f"{middle:.3f} (one seed)"
+    return f"{middle:.3f} (seeds: {low:.3f} to {high:.3f})"
 
 
 def _median(values: Sequence[float]) -> float:
@@ -273,11 +290,16 @@ def trend(values: dict) -> str:
     return "not monotone in d"
 
 
-def release_subset_text(result: dict | None, name: str) -> str:
+_FIT_HERE = object()  # release_subset_text's default: fit the slopes itself
+
+
+def release_subset_text(result: dict | None, name: str, fits=_FIT_HERE) -> str:
     """Markdown that reports a stored capacity sweep at the paper's protocol on the release's model (``result``,
     as ``stored(name)`` gives it), every number read from it: the values of d covered, facts and bits per
-    parameter (median over sizes, per seed, then over seeds with the range between seeds), and, from three values
-    of d on, the slopes with their intervals and the law they admit. ``result`` None: says the sweep is not stored."""
+    parameter (``seed_median``: median over sizes, per seed, then over seeds with the range between seeds), and,
+    from ``MIN_DS_FOR_SLOPES`` values of d on, the slopes with their intervals and the law they admit: ``fits``,
+    ``sweep_fits`` of its rows where the caller has them (a bootstrap is not cheap), else fitted here. ``result``
+    None: says the sweep is not stored."""
     if result is None:
         return (f"The subset on the release's model (`{name}`: N(0, 1/d) embeddings, d_h and m rounded down, "
                 "three seeds) is not stored yet; this section relies on the subset with unit-norm embeddings above.")
@@ -296,9 +318,10 @@ def release_subset_text(result: dict | None, name: str) -> str:
     by_d = facts_per_param_by_d(rows)
     lines.append("- facts per parameter by d, median over splits and seeds: "
                  + ", ".join(f"{d}: {value:.3f}" for d, value in by_d.items()) + f" ({trend(by_d)})")
-    fits = slopes_with_intervals(rows) if len(ds) >= 3 else None
+    if fits is _FIT_HERE:
+        fits = sweep_fits(rows)
     if fits is None:
-        lines.append(f"- slopes: not fitted before three values of d are stored ({len(ds)} so far)")
+        lines.append(f"- slopes: not fitted before the sweep covers {MIN_DS_FOR_SLOPES} values of d ({len(ds)} so far)")
         return "\n".join(lines)
     for response in LAWS:
         for how in ("all", "within"):

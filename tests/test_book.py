@@ -236,16 +236,23 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": [r for r in rows if r["d"] < 16]}))
     two = book.release_subset_text(book.stored(name, tmp_path), name)
     assert "d = 8, 11," in two and "N(0, 1/d) embeddings" in two and "rounded down" in two
-    assert "seeds 0, 1, 2" in two and "not fitted before three values of d are stored (2 so far)" in two
+    assert "seeds 0, 1, 2" in two and "not fitted before the sweep covers 3 values of d (2 so far)" in two
     from statistics import median
 
     per_seed = sorted(median(r["facts"] / r["params"] for r in rows if r["seed"] == s and r["d"] < 16)
                       for s in range(3))
     assert f"{per_seed[1]:.3f} (seeds: {per_seed[0]:.3f} to {per_seed[2]:.3f})" in two
+    assert book.seed_median([r for r in rows if r["d"] < 16], lambda r: r["facts"] / r["params"]) == pytest.approx(
+        (per_seed[1], per_seed[0], per_seed[2]))
+    assert book.sweep_fits([r for r in rows if r["d"] < 16]) is None
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
     three = book.release_subset_text(book.stored(name, tmp_path), name)
     assert "d = 8, 11, 16," in three and "within splits: 1.0" in three and "9 (alpha, beta, seed) families" in three
     assert "the laws the intervals admit: S R = c P" in three
+    fits = book.sweep_fits(rows)
+    assert book.release_subset_text(book.stored(name, tmp_path), name, fits) == three  # the caller's fits, the same
+    shifted = {key: dict(fit, slope=fit["slope"] + 0.5) for key, fit in fits.items()}
+    assert "within splits: 1.5" in book.release_subset_text(book.stored(name, tmp_path), name, shifted)
     by_d = {d: median(r["facts"] / r["params"] for r in rows if r["d"] == d) for d in (8, 11, 16)}
     assert book.facts_per_param_by_d(rows) == pytest.approx(by_d)
     assert f"by d, median over splits and seeds: 8: {by_d[8]:.3f}, 11: {by_d[11]:.3f}, 16: {by_d[16]:.3f}" in three
