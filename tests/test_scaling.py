@@ -370,3 +370,26 @@ def test_stored_stopping_verdicts_follow_from_their_curves(name, profile):
         assert replay_stopping(curve, rule) == (row[f"rule_reached[{profile}]"], row[f"rule_steps[{profile}]"])
         agree += row[f"rule_reached[{profile}]"] == row["full_budget_reached"]
     assert stored["rules"][profile]["agree"] == agree and stored["runs"] == len(stored["rows"]) >= 100
+
+
+def test_trainer_rates_script_measures_this_checkout():
+    """scripts/trainer_rates.py drives the current trainer on the bench's shapes (short bursts) and refuses bad
+    burst settings by name."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from factlib.bench import TRANSFORMER
+
+    root = Path(__file__).resolve().parents[1]
+    script = [sys.executable, str(root / "scripts" / "trainer_rates.py"), str(root)]
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
+    out = subprocess.run(script + ["--bursts", "1", "--seconds", "0.01"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(r["d"], r["runs"]) for r in rows] == [(s["d"], n) for s in TRANSFORMER["shapes"] for n in (1, 8, 64)]
+    assert all(r["run_steps_per_s_wall"] > 0 and r["run_steps_per_s_cpu"] > 0 for r in rows)
+    bad = subprocess.run(script + ["--seconds", "nan"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "--seconds in (0, 60]" in bad.stderr
