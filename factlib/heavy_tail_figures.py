@@ -9,13 +9,13 @@ recomputed; being outside the job modules, the checks are not part of a chapter 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from .heavy_tails import scaling_job, scaling_jobs
 from .memory_optimizers import margins_job, margins_jobs, weights_job, weights_jobs
 from .models import parameter_count
 from .sharp_capacity import sharp_job, sharp_jobs
-from .sweeps import Figure, RowSpec, _json_kind, _kind_problem
+from .sweeps import Figure, RowParts, RowSpec
 from .task import TaskConfig
 from .trainer import Run
 from .zipf_recall import model_sizes, recall_job, recall_jobs
@@ -78,64 +78,6 @@ RECALL_FULL = {**RECALL_QUICK, "d": [8, 11, 16, 22], "seeds": [0, 1, 2], "steps"
 #: rounding (1 + 7e-16 for Zipf(3) over 2998 tokens), so a mass may pass 1 by a few ulps
 MASS = ("number", 0.0, 1.0 + 1e-9)
 UNIT = ("number", 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class RowParts:
-    """The rows of a job where one ``RowSpec`` does not say it all: consecutive ``parts``, each checked by
-    its own ``RowSpec`` (a row per token, then a loss row); ``tables``, keys whose value is a list of equal-length
-    lists (a margin trajectory, a thinned curve), each mapped to (its number of lists or None, the kind of each
-    column); ``single``: the job returns its one row itself, an object, not a list of rows."""
-
-    parts: tuple[RowSpec, ...]
-    tables: dict = field(default_factory=dict)
-    single: bool = False
-
-    @property
-    def fixed(self) -> list[dict]:
-        return [row for part in self.parts for row in part.fixed]
-
-    def problem(self, result) -> str | None:
-        if self.single and not isinstance(result, dict):
-            return f"its result is {_json_kind(result)}, its job returns one row (an object)"
-        rows = [result] if self.single else result
-        if not isinstance(rows, list) or len(rows) != len(self.fixed):
-            return RowSpec(self.fixed, {}).problem(rows)  # names the type or the count
-        for i, row in enumerate(rows, 1):
-            if not isinstance(row, dict):
-                continue  # the parts name it
-            for key, (length, columns) in self.tables.items():
-                if key not in row:
-                    return f"row {i}: no {key}"
-                problem = _table_problem(row[key], length, columns)
-                if problem is not None:
-                    return f"row {i}: {key} {problem}"
-        rows = [{k: v for k, v in row.items() if k not in self.tables} if isinstance(row, dict) else row
-                for row in rows]
-        start = 0
-        for part in self.parts:
-            n = len(part.fixed)
-            problem = part.problem(rows[start:start + n])
-            if problem is not None:
-                return problem if len(self.parts) == 1 else f"rows {start + 1}-{start + n}: {problem}"
-            start += n
-        return None
-
-
-def _table_problem(value, length: int | None, columns: list) -> str | None:
-    """Why ``value`` is not a list of ``length`` lists (any number if None), item j of each of kind ``columns[j]``."""
-    if not isinstance(value, list):
-        return f"is {_json_kind(value)}, not a list of lists"
-    if length is not None and len(value) != length:
-        return f"has {len(value)} entries, its job makes {length}"
-    for i, entry in enumerate(value):
-        if not isinstance(entry, list) or len(entry) != len(columns):
-            return f"[{i}] is {_json_kind(entry)}, not a list of {len(columns)}"
-        for j, (item, kind) in enumerate(zip(entry, columns)):
-            problem = _kind_problem(item, kind)
-            if problem is not None:
-                return f"[{i}][{j}] {problem}"
-    return None
 
 
 def _scaling_rows(job: dict) -> RowSpec:

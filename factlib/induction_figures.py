@@ -14,15 +14,13 @@ not fit its job is recomputed (``factlib.sweeps.RowSpec``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from .bigram import BigramTask, noise_token, output_tokens, sample_batch, shakespeare_bigrams, triggers
 from .config import generator
 from .induction import (InductionConfig, InductionTransformer, TrainConfig, batch_to, context_vs_global, evaluate,
                         memory_probes, train, truncate_ffn)
-from .sweeps import Figure, RowSpec
+from .sweeps import Figure, RowParts, RowSpec
 
 #: the sequence whose attention maps are stored
 ATTENTION_SEED = 2024
@@ -51,28 +49,6 @@ def _eval_steps(job: dict) -> list[int]:
     return sorted(set(range(0, recipe.steps + 1, recipe.eval_every)) | {recipe.steps})
 
 
-@dataclass(frozen=True)
-class _Parts:
-    """Rows made of consecutive parts, each checked by its own ``RowSpec`` (curves, then maps or truncations)."""
-
-    parts: tuple[RowSpec, ...]
-
-    @property
-    def fixed(self) -> list[dict]:
-        return [row for part in self.parts for row in part.fixed]
-
-    def problem(self, rows) -> str | None:
-        if not isinstance(rows, list) or len(rows) != len(self.fixed):
-            return RowSpec(self.fixed, {}).problem(rows)  # names the count or the type
-        start = 0
-        for part in self.parts:
-            problem = part.problem(rows[start:start + len(part.fixed)])
-            if problem is not None:
-                return f"rows {start + 1}-{start + len(part.fixed)}: {problem}"
-            start += len(part.fixed)
-        return None
-
-
 # ---- induction-layers ------------------------------------------------------------------------------------------
 
 def _layers_jobs(config: dict) -> list[dict]:
@@ -94,17 +70,17 @@ def _layers_job(job: dict, device: torch.device) -> list[dict]:
     return rows
 
 
-def _layers_rows(job: dict) -> _Parts:
+def _layers_rows(job: dict) -> RowParts:
     """A layers job: one curve row per evaluation step, then (seed 0) one attention map per layer."""
     run = {"layers": job["layers"], "seed": job["seed"]}
     curve = RowSpec([{"kind": "curve", **run, "step": k} for k in _eval_steps(job)],
                     {"in_context": UNIT, "loss": LOSS, "global": UNIT})
     if job["seed"] != 0:
-        return _Parts((curve,))
+        return RowParts((curve,))
     N = shakespeare_bigrams().N
     maps = RowSpec([{"kind": "attention", **run, "layer": layer} for layer in range(1, job["layers"] + 1)],
                    {"tokens": ("numbers", 0, N - 1), "weights": ("numbers", 0.0, 1.0)})
-    return _Parts((curve, maps))
+    return RowParts((curve, maps))
 
 
 # ---- induction-probes ------------------------------------------------------------------------------------------
@@ -168,13 +144,13 @@ def _global_job(job: dict, device: torch.device) -> list[dict]:
     return rows
 
 
-def _global_rows(job: dict) -> _Parts:
+def _global_rows(job: dict) -> RowParts:
     """A global job: one curve row per evaluation step, then one row per rank of the truncated W_F."""
     measures = {"in_context": UNIT, "loss": LOSS, "global": UNIT, **{k: UNIT for k in GLOBAL_MEASURES}}
     d = job["model"]["d"]
     curve = RowSpec([{"kind": "curve", "seed": job["seed"], "step": k} for k in _eval_steps(job)], measures)
     cuts = RowSpec([{"kind": "truncation", "seed": job["seed"], "rank": min(r, d)} for r in job["ranks"]], measures)
-    return _Parts((curve, cuts))
+    return RowParts((curve, cuts))
 
 
 # ---- the registry ----------------------------------------------------------------------------------------------
