@@ -259,12 +259,32 @@ def seed_median(rows: Sequence[dict], key) -> tuple[float, float, float]:
     return _median(per_seed), per_seed[0], per_seed[-1]
 
 
-def _seed_spread(rows: Sequence[dict], key) -> str:
-    """``seed_median`` in words: the median over seeds and the range between seeds."""
-    middle, low, high = seed_median(rows, key)
-    if len({r["seed"] for r in rows}) == 1:
-        return f"{middle:.3f} (one seed)"
-    return f"{middle:.3f} (seeds: {low:.3f} to {high:.3f})"
+def seed_median_interval(rows: Sequence[dict], key, level: float = 0.95) -> tuple[float, float]:
+    """A bootstrap interval of ``seed_median``'s middle value: the rows resampled by (alpha, beta, seed) family,
+    whole families at a time (``searches.bootstrap_interval``, as the slopes' intervals)."""
+    from .searches import bootstrap_interval
+
+    units = [(r["alpha"], r["beta"], r["seed"]) for r in rows]
+    return bootstrap_interval(lambda pick: seed_median([rows[i] for i in pick], key)[0], units, level=level)
+
+
+def seed_summary(rows: Sequence[dict], key) -> dict:
+    """``seed_median`` of ``key(row)`` with its bootstrap interval (``seed_median_interval``; None with one seed):
+    {"median", "seed_low", "seed_high", "low", "high", "seeds", "families"}."""
+    middle, seed_low, seed_high = seed_median(rows, key)
+    seeds = len({r["seed"] for r in rows})
+    low, high = seed_median_interval(rows, key) if seeds > 1 else (None, None)
+    return {"median": middle, "seed_low": seed_low, "seed_high": seed_high, "low": low, "high": high,
+            "seeds": seeds, "families": len({(r["alpha"], r["beta"], r["seed"]) for r in rows})}
+
+
+def _spread_words(summary: dict) -> str:
+    """A ``seed_summary`` in words: the median over seeds, the range between seeds and the bootstrap interval."""
+    if summary["seeds"] == 1:
+        return f"{summary['median']:.3f} (one seed)"
+    return (f"{summary['median']:.3f} (seeds: {summary['seed_low']:.3f} to {summary['seed_high']:.3f}; 95 % "
+            f"bootstrap over {summary['families']} (alpha, beta, seed) families: [{summary['low']:.3f}, "
+            f"{summary['high']:.3f}])")
 
 
 def _median(values: Sequence[float]) -> float:
@@ -290,39 +310,42 @@ def trend(values: dict) -> str:
     return "not monotone in d"
 
 
-_FIT_HERE = object()  # release_subset_text's default: fit the slopes itself
+_FIT_HERE = object()  # release_subset_report's default: fit the slopes itself
 
 
-def release_subset_text(result: dict | None, name: str, fits=_FIT_HERE) -> str:
+def release_subset_report(result: dict | None, name: str, fits=_FIT_HERE) -> tuple[str, dict | None]:
     """Markdown that reports a stored capacity sweep at the paper's protocol on the release's model (``result``,
-    as ``stored(name)`` gives it), every number read from it: the values of d covered, facts and bits per
-    parameter (``seed_median``: median over sizes, per seed, then over seeds with the range between seeds), and,
-    from ``MIN_DS_FOR_SLOPES`` values of d on, the slopes with their intervals and the law they admit: ``fits``,
-    ``sweep_fits`` of its rows where the caller has them (a bootstrap is not cheap), else fitted here. ``result``
-    None: says the sweep is not stored."""
+    as ``stored(name)`` gives it), every number read from it, and those numbers: the values of d covered, facts and
+    bits per parameter (``seed_summary``: median over sizes, per seed, then over seeds, with the range between
+    seeds and a bootstrap interval), facts per parameter by d, and, from ``MIN_DS_FOR_SLOPES`` values of d on, the
+    slopes with their intervals and the law they admit: ``fits``, ``sweep_fits`` of its rows where the caller has
+    them (a bootstrap is not cheap), else fitted here. Returns (markdown, {"facts", "bits", "by_d", "fits"});
+    ``result`` None: a text that says the sweep is not stored, and None."""
     if result is None:
         return (f"The subset on the release's model (`{name}`: N(0, 1/d) embeddings, d_h and m rounded down, "
-                "three seeds) is not stored yet; this section relies on the subset with unit-norm embeddings above.")
+                "three seeds) is not stored yet; this section relies on the subset with unit-norm embeddings above."
+                ), None
     rows = result["rows"]
     if not rows:
         raise ValueError(f"result: the stored sweep {name} has no rows")
     ds = sorted({r["d"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
     splits = sorted({(r["alpha"], r["beta"]) for r in rows}, reverse=True)
+    numbers = {"facts": seed_summary(rows, lambda r: r["facts"] / r["params"]),
+               "bits": seed_summary(rows, lambda r: r["bits"] / r["params"]),
+               "by_d": facts_per_param_by_d(rows), "fits": sweep_fits(rows) if fits is _FIT_HERE else fits}
+    by_d, fits = numbers["by_d"], numbers["fits"]
     lines = [f"The subset on the release's model (`{name}`: {model_label(rows[0])}, {rounding_label(rows[0])}) "
              f"covers d = {', '.join(map(str, ds))}, the splits "
              f"{', '.join(f'({a:g}, {b:g})' for a, b in splits)} and seeds {', '.join(map(str, seeds))} "
              f"({len(rows)} sizes and seeds).",
-             f"- facts per parameter, median over the sizes: {_seed_spread(rows, lambda r: r['facts'] / r['params'])}",
-             f"- bits per parameter, median over the sizes: {_seed_spread(rows, lambda r: r['bits'] / r['params'])}"]
-    by_d = facts_per_param_by_d(rows)
-    lines.append("- facts per parameter by d, median over splits and seeds: "
-                 + ", ".join(f"{d}: {value:.3f}" for d, value in by_d.items()) + f" ({trend(by_d)})")
-    if fits is _FIT_HERE:
-        fits = sweep_fits(rows)
+             f"- facts per parameter, median over the sizes: {_spread_words(numbers['facts'])}",
+             f"- bits per parameter, median over the sizes: {_spread_words(numbers['bits'])}",
+             "- facts per parameter by d, median over splits and seeds: "
+             + ", ".join(f"{d}: {value:.3f}" for d, value in by_d.items()) + f" ({trend(by_d)})"]
     if fits is None:
         lines.append(f"- slopes: not fitted before the sweep covers {MIN_DS_FOR_SLOPES} values of d ({len(ds)} so far)")
-        return "\n".join(lines)
+        return "\n".join(lines), numbers
     for response in LAWS:
         for how in ("all", "within"):
             fit = fits.get((response, how))
@@ -333,4 +356,9 @@ def release_subset_text(result: dict | None, name: str, fits=_FIT_HERE) -> str:
                              "(alpha, beta, seed) families)")
     if all((response, "within") in fits for response in LAWS):
         lines.append(f"- the laws the intervals admit: {law_verdict(fits)}")
-    return "\n".join(lines)
+    return "\n".join(lines), numbers
+
+
+def release_subset_text(result: dict | None, name: str, fits=_FIT_HERE) -> str:
+    """The markdown of ``release_subset_report``."""
+    return release_subset_report(result, name, fits)[0]

@@ -163,6 +163,16 @@ def fit_scaling(params, facts, groups=None, response: str = "facts") -> dict[str
             "facts_per_param": float(np.median(facts[ok] / params[ok]))}
 
 
+def _cluster_resamples(units, n_boot: int, seed: int):
+    """``n_boot`` resamples of the points, whole ``units`` at a time (one label per point), as index arrays."""
+    labels = [str(u) for u in units]
+    names = sorted(set(labels))
+    members = [np.flatnonzero([lab == name for lab in labels]) for name in names]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield np.concatenate([members[i] for i in rng.integers(len(names), size=len(names))])
+
+
 def bootstrap_fit(params, facts, units, groups=None, response: str = "facts", n_boot: int = 2000,
                   level: float = 0.95, seed: int = 0) -> dict[str, float]:
     """``fit_scaling``'s slope with a percentile bootstrap interval: the points are resampled by ``units`` (one
@@ -172,15 +182,11 @@ def bootstrap_fit(params, facts, units, groups=None, response: str = "facts", n_
     check_int("n_boot", n_boot, 10)
     check_float("level", level, 0.0, 0.999, low_open=True)
     params, facts = np.asarray(params, dtype=float), np.asarray(facts, dtype=float)
-    labels = [str(u) for u in units]
-    names = sorted(set(labels))
-    members = [np.flatnonzero([lab == name for lab in labels]) for name in names]
+    names = sorted({str(u) for u in units})
     group_labels = None if groups is None else np.asarray([str(g) for g in groups], dtype=object)
     slope = fit_scaling(params, facts, None if groups is None else list(group_labels), response)["slope"]
-    rng = np.random.default_rng(seed)
     slopes = []
-    for _ in range(n_boot):
-        pick = np.concatenate([members[i] for i in rng.integers(len(names), size=len(names))])
+    for pick in _cluster_resamples(units, n_boot, seed):
         try:
             slopes.append(fit_scaling(params[pick], facts[pick],
                                       None if groups is None else list(group_labels[pick]), response)["slope"])
@@ -191,3 +197,16 @@ def bootstrap_fit(params, facts, units, groups=None, response: str = "facts", n_
     low, high = np.quantile(slopes, [(1 - level) / 2, (1 + level) / 2])
     return {"slope": slope, "low": float(low), "high": float(high), "units": len(names), "points": len(params),
             "resamples": len(slopes)}
+
+
+def bootstrap_interval(statistic, units, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                       ) -> tuple[float, float]:
+    """A percentile bootstrap interval of ``statistic(pick)``, a number computed from the points ``pick`` (an index
+    array), the points resampled by ``units`` whole (as in ``bootstrap_fit``): (low, high)."""
+    check_int("n_boot", n_boot, 10)
+    check_float("level", level, 0.0, 0.999, low_open=True)
+    if not len(units):
+        raise ValueError("units must label at least one point")
+    values = [statistic(pick) for pick in _cluster_resamples(units, n_boot, seed)]
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)

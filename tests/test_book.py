@@ -241,7 +241,14 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
 
     per_seed = sorted(median(r["facts"] / r["params"] for r in rows if r["seed"] == s and r["d"] < 16)
                       for s in range(3))
-    assert f"{per_seed[1]:.3f} (seeds: {per_seed[0]:.3f} to {per_seed[2]:.3f})" in two
+    assert f"{per_seed[1]:.3f} (seeds: {per_seed[0]:.3f} to {per_seed[2]:.3f}; 95 % bootstrap over 9" in two
+    two_rows = [r for r in rows if r["d"] < 16]
+    low, high = book.seed_median_interval(two_rows, lambda r: r["facts"] / r["params"])
+    assert low < per_seed[1] < high and f"families: [{low:.3f}, {high:.3f}])" in two
+    text, numbers = book.release_subset_report(book.stored(name, tmp_path), name)
+    assert text == two and numbers["fits"] is None and numbers["facts"]["median"] == pytest.approx(per_seed[1])
+    assert (numbers["facts"]["low"], numbers["facts"]["high"]) == (low, high) and numbers["facts"]["families"] == 9
+    assert book.release_subset_report(None, name) == (absent, None)
     assert book.seed_median([r for r in rows if r["d"] < 16], lambda r: r["facts"] / r["params"]) == pytest.approx(
         (per_seed[1], per_seed[0], per_seed[2]))
     assert book.sweep_fits([r for r in rows if r["d"] < 16]) is None

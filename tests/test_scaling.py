@@ -318,6 +318,25 @@ def test_bootstrap_fit_brackets_the_slope_and_fits_the_log_response():
         fit_scaling(params, facts, response="bits")
 
 
+def test_bootstrap_interval_resamples_whole_units():
+    import numpy as np
+
+    from factlib.searches import bootstrap_interval
+
+    values = np.array([1.0, 1.0, 5.0, 5.0, 9.0, 9.0])
+    units = ["a", "a", "b", "b", "c", "c"]
+    picks = []
+    low, high = bootstrap_interval(lambda pick: picks.append(pick) or float(np.median(values[pick])), units,
+                                   n_boot=400)
+    assert all(len(pick) == 6 and all(pick[i] // 2 == pick[i + 1] // 2 for i in range(0, 6, 2)) for pick in picks)
+    assert 1.0 <= low < 5.0 < high <= 9.0  # resamples of three units: medians from 1 to 9
+    assert bootstrap_interval(lambda pick: 2.0, units, n_boot=50) == (2.0, 2.0)
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_interval(lambda pick: 0.0, units, n_boot=5)
+    with pytest.raises(ValueError, match="units"):
+        bootstrap_interval(lambda pick: 0.0, [], n_boot=50)
+
+
 def test_scaling_jobs_are_one_per_size_and_split():
     config = {**SCALING_FIGURES["fig4-ablation"].configs["quick"]}
     jobs = SCALING_FIGURES["fig4-ablation"].jobs(config)
