@@ -282,7 +282,7 @@ def _spread_words(summary: dict) -> str:
     """A ``seed_summary`` in words: the median over seeds, the range between seeds and the bootstrap interval."""
     if summary["seeds"] == 1:
         return f"{summary['median']:.3f} (one seed)"
-    return (f"{summary['median']:.3f} (seeds: {summary['seed_low']:.3f} to {summary['seed_high']:.3f}; 95 % "
+    return (f"{summary['median']:.3f} (seeds: {summary['seed_low']:.3f} to {summary['seed_high']:.3f}; 95\u00a0% "
             f"bootstrap over {summary['families']} (alpha, beta, seed) families: [{summary['low']:.3f}, "
             f"{summary['high']:.3f}])")
 
@@ -352,7 +352,7 @@ def release_subset_report(result: dict | None, name: str, fits=_FIT_HERE) -> tup
             if fit:
                 lines.append(f"- slope of {LAWS[response].split(' = ')[0]} against P, "
                              f"{'across splits' if how == 'all' else 'within splits'}: {fit['slope']:.2f} "
-                             f"[{fit['low']:.2f}, {fit['high']:.2f}] (95 % bootstrap over {fit['units']} "
+                             f"[{fit['low']:.2f}, {fit['high']:.2f}] (95\u00a0% bootstrap over {fit['units']} "
                              "(alpha, beta, seed) families)")
     if all((response, "within") in fits for response in LAWS):
         lines.append(f"- the laws the intervals admit: {law_verdict(fits)}")

@@ -241,7 +241,7 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
 
     per_seed = sorted(median(r["facts"] / r["params"] for r in rows if r["seed"] == s and r["d"] < 16)
                       for s in range(3))
-    assert f"{per_seed[1]:.3f} (seeds: {per_seed[0]:.3f} to {per_seed[2]:.3f}; 95 % bootstrap over 9" in two
+    assert f"{per_seed[1]:.3f} (seeds: {per_seed[0]:.3f} to {per_seed[2]:.3f}; 95\u00a0% bootstrap over 9" in two
     two_rows = [r for r in rows if r["d"] < 16]
     low, high = book.seed_median_interval(two_rows, lambda r: r["facts"] / r["params"])
     assert low < per_seed[1] < high and f"families: [{low:.3f}, {high:.3f}])" in two
