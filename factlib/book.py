@@ -355,8 +355,25 @@ def release_subset_report(result: dict | None, name: str, fits=_FIT_HERE) -> tup
                              f"[{fit['low']:.2f}, {fit['high']:.2f}] (95\u00a0% bootstrap over {fit['units']} "
                              "(alpha, beta, seed) families)")
     if all((response, "within") in fits for response in LAWS):
-        lines.append(f"- the laws the intervals admit: {law_verdict(fits)}")
+        lines.append(f"- the laws the intervals within splits admit: {law_verdict(fits)}")
     return "\n".join(lines), numbers
+
+
+def slopes_as_d_grows(rows: Sequence[dict], fits: dict | None = None) -> Table:
+    """The slopes of a stored sweep with their intervals (``sweep_fits``) refitted over the sizes up to each of its
+    values of d, from the ``MIN_DS_FOR_SLOPES``-th on: where the slopes move as larger models join. ``fits``, the
+    fits over all the rows where the caller has them."""
+    ds = sorted({r["d"] for r in rows})
+    table = []
+    for d_max in ds[MIN_DS_FOR_SLOPES - 1:]:
+        mine = [r for r in rows if r["d"] <= d_max]
+        fit = fits if fits is not None and d_max == ds[-1] else sweep_fits(mine)
+        cells = [fit.get((response, how)) for response in LAWS for how in ("all", "within")]
+        table.append([d_max, len(mine)] + [f"{c['slope']:.2f} [{c['low']:.2f}, {c['high']:.2f}]" if c else None
+                                          for c in cells])
+    return Table(["d up to", "sizes", "S R: across", "S R: within", "S R ln(S R): across", "S R ln(S R): within"],
+                 table, caption="slopes refitted over the sizes up to each d, 95 % bootstrap intervals over the "
+                                "(alpha, beta, seed) families")
 
 
 def release_subset_text(result: dict | None, name: str, fits=_FIT_HERE) -> str:

@@ -255,7 +255,7 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
     three = book.release_subset_text(book.stored(name, tmp_path), name)
     assert "d = 8, 11, 16," in three and "within splits: 1.0" in three and "9 (alpha, beta, seed) families" in three
-    assert "the laws the intervals admit: S R = c P" in three
+    assert "the laws the intervals within splits admit: S R = c P" in three
     fits = book.sweep_fits(rows)
     assert book.release_subset_text(book.stored(name, tmp_path), name, fits) == three  # the caller's fits, the same
     shifted = {key: dict(fit, slope=fit["slope"] + 0.5) for key, fit in fits.items()}
@@ -265,6 +265,14 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
     assert f"by d, median over splits and seeds: 8: {by_d[8]:.3f}, 11: {by_d[11]:.3f}, 16: {by_d[16]:.3f}" in three
     with pytest.raises(ValueError, match="no rows"):
         book.release_subset_text({"rows": []}, name)
+    larger = rows + [dict(r, d=32, params=4 * r["params"], facts=4 * r["facts"], bits=4 * r["bits"])
+                     for r in rows if r["d"] == 16]
+    grown = book.slopes_as_d_grows(larger)
+    assert [row[:2] for row in grown.rows] == [["16", "27"], ["32", "36"]]
+    for row, fit in zip(grown.rows, (fits, book.sweep_fits(larger))):
+        assert row[3] == f"{fit['facts', 'within']['slope']:.2f} [{fit['facts', 'within']['low']:.2f}, " \
+                         f"{fit['facts', 'within']['high']:.2f}]"
+    assert book.slopes_as_d_grows([r for r in rows if r["d"] < 16]).rows == []
 
 
 def test_trend_names_the_direction_of_a_sequence():
