@@ -26,6 +26,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.bursts < 1 or not 0 < args.seconds <= 60:
         parser.error("--bursts must be at least 1 and --seconds in (0, 60]")
+    if not (Path(args.checkout) / "factlib" / "__init__.py").is_file():
+        parser.error(f"checkout: {args.checkout} has no factlib/ package")
     import torch
 
     torch.set_num_threads(1)

@@ -412,3 +412,5 @@ def test_trainer_rates_script_measures_this_checkout():
     assert all(r["run_steps_per_s_wall"] > 0 and r["run_steps_per_s_cpu"] > 0 for r in rows)
     bad = subprocess.run(script + ["--seconds", "nan"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "--seconds in (0, 60]" in bad.stderr
+    missing = subprocess.run(script[:2] + [str(root / "book")], capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode == 2 and "has no factlib/ package" in missing.stderr
