@@ -136,10 +136,11 @@ def _kind_problem(value, kind) -> str | None:
 
 @dataclass(frozen=True)
 class RowParts:
-    """The rows of a job where one ``RowSpec`` does not say it all: consecutive ``parts``, each checked by
-    its own ``RowSpec`` (a row per token, then a loss row); ``tables``, keys whose value is a list of equal-length
-    lists (a margin trajectory, a thinned curve), each mapped to (its number of lists or None, the kind of each
-    column); ``single``: the job returns its one row itself, an object, not a list of rows."""
+    """The rows of a job where one ``RowSpec`` does not say it all: consecutive ``parts``, each checked by its
+    own ``RowSpec`` (a row per token, then a loss row; curve rows, then attention maps); ``tables``, keys whose
+    value is a list of equal-length lists (a margin trajectory, a thinned curve), each mapped to (its number of
+    lists or None, the kind of each column); ``single``: the job returns its one row itself, an object, not a list
+    of rows."""
 
     parts: tuple[RowSpec, ...]
     tables: dict = field(default_factory=dict)
