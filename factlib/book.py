@@ -359,21 +359,30 @@ def release_subset_report(result: dict | None, name: str, fits=_FIT_HERE) -> tup
     return "\n".join(lines), numbers
 
 
-def slopes_as_d_grows(rows: Sequence[dict], fits: dict | None = None) -> Table:
-    """The slopes of a stored sweep with their intervals (``sweep_fits``) refitted over the sizes up to each of its
-    values of d, from the ``MIN_DS_FOR_SLOPES``-th on: where the slopes move as larger models join. ``fits``, the
-    fits over all the rows where the caller has them."""
+def d_ranges(rows: Sequence[dict]) -> list[tuple[int, int]]:
+    """The ranges of d a sweep's slopes are refitted over: from its smallest d up to each of its values of d, from
+    the ``MIN_DS_FOR_SLOPES``-th on, then all but the smallest d where that still spans ``MIN_DS_FOR_SLOPES``."""
     ds = sorted({r["d"] for r in rows})
-    table = []
-    for d_max in ds[MIN_DS_FOR_SLOPES - 1:]:
-        mine = [r for r in rows if r["d"] <= d_max]
-        fit = fits if fits is not None and d_max == ds[-1] else sweep_fits(mine)
+    ranges = [(ds[0], d_max) for d_max in ds[MIN_DS_FOR_SLOPES - 1:]]
+    return ranges + ([(ds[1], ds[-1])] if len(ds) > MIN_DS_FOR_SLOPES else [])
+
+
+def slopes_by_d_range(rows: Sequence[dict], fits: dict | None = None) -> tuple[Table, dict]:
+    """The slopes of a stored sweep with their intervals (``sweep_fits``) refitted over the sizes in each range of
+    ``d_ranges``: where they move as larger models join, and without the smallest. ``fits``, the fits over all the
+    rows where the caller has them. Returns the table and {(d_min, d_max): fits}."""
+    ds = sorted({r["d"] for r in rows})
+    table, by_range = [], {}
+    for low, high in d_ranges(rows):
+        mine = [r for r in rows if low <= r["d"] <= high]
+        whole = fits is not None and (low, high) == (ds[0], ds[-1])
+        by_range[low, high] = fit = fits if whole else sweep_fits(mine)
         cells = [fit.get((response, how)) for response in LAWS for how in ("all", "within")]
-        table.append([d_max, len(mine)] + [f"{c['slope']:.2f} [{c['low']:.2f}, {c['high']:.2f}]" if c else None
-                                          for c in cells])
-    return Table(["d up to", "sizes", "S R: across", "S R: within", "S R ln(S R): across", "S R ln(S R): within"],
-                 table, caption="slopes refitted over the sizes up to each d, 95 % bootstrap intervals over the "
-                                "(alpha, beta, seed) families")
+        table.append([f"{low} to {high}", len(mine)] + [f"{c['slope']:.2f} [{c['low']:.2f}, {c['high']:.2f}]"
+                                                        if c else None for c in cells])
+    columns = ["d", "sizes", "S R: across", "S R: within", "S R ln(S R): across", "S R ln(S R): within"]
+    return Table(columns, table, caption="slopes refitted over the sizes in each range of d, 95 % bootstrap "
+                                         "intervals over the (alpha, beta, seed) families"), by_range
 
 
 def release_subset_text(result: dict | None, name: str, fits=_FIT_HERE) -> str:

@@ -267,12 +267,15 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
         book.release_subset_text({"rows": []}, name)
     larger = rows + [dict(r, d=32, params=4 * r["params"], facts=4 * r["facts"], bits=4 * r["bits"])
                      for r in rows if r["d"] == 16]
-    grown = book.slopes_as_d_grows(larger)
-    assert [row[:2] for row in grown.rows] == [["16", "27"], ["32", "36"]]
-    for row, fit in zip(grown.rows, (fits, book.sweep_fits(larger))):
+    grown, by_range = book.slopes_by_d_range(larger)
+    assert [row[:2] for row in grown.rows] == [["8 to 16", "27"], ["8 to 32", "36"], ["11 to 32", "27"]]
+    above = book.sweep_fits([r for r in larger if r["d"] >= 11])
+    for row, fit in zip(grown.rows, (fits, book.sweep_fits(larger), above)):
         assert row[3] == f"{fit['facts', 'within']['slope']:.2f} [{fit['facts', 'within']['low']:.2f}, " \
                          f"{fit['facts', 'within']['high']:.2f}]"
-    assert book.slopes_as_d_grows([r for r in rows if r["d"] < 16]).rows == []
+    assert by_range[11, 32] == above and list(by_range) == [(8, 16), (8, 32), (11, 32)]
+    assert book.slopes_by_d_range([r for r in rows if r["d"] < 16])[0].rows == []
+    assert book.d_ranges(rows) == [(8, 16)]  # three values of d: no range without the smallest
 
 
 def test_trend_names_the_direction_of_a_sequence():
