@@ -190,6 +190,11 @@ def sweep_fits(rows: Sequence[dict]) -> dict | None:
 LAWS = {"facts": "S R = c P", "facts_log": "S R ln(S R) = c P"}
 
 
+def interval_words(fit: dict) -> str:
+    """A fitted slope with its interval, as the chapter prints it: "1.17 [1.00, 1.33]"."""
+    return f"{fit['slope']:.2f} [{fit['low']:.2f}, {fit['high']:.2f}]"
+
+
 def law_verdict(fits: dict, how: str = "within") -> str:
     """Which of the two laws the slopes' intervals admit (slope 1 inside the interval), in words."""
     inside = {response: fits[response, how]["low"] <= 1 <= fits[response, how]["high"] for response in LAWS}
@@ -351,8 +356,8 @@ def release_subset_report(result: dict | None, name: str, fits=_FIT_HERE) -> tup
             fit = fits.get((response, how))
             if fit:
                 lines.append(f"- slope of {LAWS[response].split(' = ')[0]} against P, "
-                             f"{'across splits' if how == 'all' else 'within splits'}: {fit['slope']:.2f} "
-                             f"[{fit['low']:.2f}, {fit['high']:.2f}] (95\u00a0% bootstrap over {fit['units']} "
+                             f"{'across splits' if how == 'all' else 'within splits'}: {interval_words(fit)} "
+                             f"(95\u00a0% bootstrap over {fit['units']} "
                              "(alpha, beta, seed) families)")
     if all((response, "within") in fits for response in LAWS):
         lines.append(f"- the laws the intervals within splits admit: {law_verdict(fits)}")
@@ -378,13 +383,8 @@ def slopes_by_d_range(rows: Sequence[dict], fits: dict | None = None) -> tuple[T
         whole = fits is not None and (low, high) == (ds[0], ds[-1])
         by_range[low, high] = fit = fits if whole else sweep_fits(mine)
         cells = [fit.get((response, how)) for response in LAWS for how in ("all", "within")]
-        table.append([f"{low} to {high}", len(mine)] + [f"{c['slope']:.2f} [{c['low']:.2f}, {c['high']:.2f}]"
-                                                        if c else None for c in cells])
+        table.append([f"{low} to {high}", len(mine)] + [interval_words(c) if c else None for c in cells])
     columns = ["d", "sizes", "S R: across", "S R: within", "S R ln(S R): across", "S R ln(S R): within"]
     return Table(columns, table, caption="slopes refitted over the sizes in each range of d, 95 % bootstrap "
                                          "intervals over the (alpha, beta, seed) families"), by_range
 
-
-def release_subset_text(result: dict | None, name: str, fits=_FIT_HERE) -> str:
-    """The markdown of ``release_subset_report``."""
-    return release_subset_report(result, name, fits)[0]

@@ -228,13 +228,13 @@ def test_slopes_and_the_law_they_admit():
 
 def test_release_subset_text_reads_what_is_stored(tmp_path):
     name = "fig4-left-full-cpu"
-    absent = book.release_subset_text(book.stored(name, tmp_path), name)
+    absent = book.release_subset_report(book.stored(name, tmp_path), name)[0]
     assert "not stored" in absent and not any(ch.isdigit() for ch in absent.replace(name, "").replace("N(0, 1/d)", ""))
     rows = [dict(_row(d, 0.15 * P * (1 + 0.02 * s), P, seed=s, alpha=a, beta=a), bits=0.45 * P * (1 + 0.02 * s),
                  embeddings="gaussian", rounding="floor")
             for s in range(3) for a in (0.5, 1, 2) for d, P in ((8, 300 * a), (11, 600 * a), (16, 1500 * a))]
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": [r for r in rows if r["d"] < 16]}))
-    two = book.release_subset_text(book.stored(name, tmp_path), name)
+    two = book.release_subset_report(book.stored(name, tmp_path), name)[0]
     assert "d = 8, 11," in two and "N(0, 1/d) embeddings" in two and "rounded down" in two
     assert "seeds 0, 1, 2" in two and "not fitted before the sweep covers 3 values of d (2 so far)" in two
     from statistics import median
@@ -253,18 +253,18 @@ def test_release_subset_text_reads_what_is_stored(tmp_path):
         (per_seed[1], per_seed[0], per_seed[2]))
     assert book.sweep_fits([r for r in rows if r["d"] < 16]) is None
     (tmp_path / f"{name}.json").write_text(json.dumps({"rows": rows}))
-    three = book.release_subset_text(book.stored(name, tmp_path), name)
+    three = book.release_subset_report(book.stored(name, tmp_path), name)[0]
     assert "d = 8, 11, 16," in three and "within splits: 1.0" in three and "9 (alpha, beta, seed) families" in three
     assert "the laws the intervals within splits admit: S R = c P" in three
     fits = book.sweep_fits(rows)
-    assert book.release_subset_text(book.stored(name, tmp_path), name, fits) == three  # the caller's fits, the same
+    assert book.release_subset_report(book.stored(name, tmp_path), name, fits)[0] == three  # the caller's fits, the same
     shifted = {key: dict(fit, slope=fit["slope"] + 0.5) for key, fit in fits.items()}
-    assert "within splits: 1.5" in book.release_subset_text(book.stored(name, tmp_path), name, shifted)
+    assert "within splits: 1.5" in book.release_subset_report(book.stored(name, tmp_path), name, shifted)[0]
     by_d = {d: median(r["facts"] / r["params"] for r in rows if r["d"] == d) for d in (8, 11, 16)}
     assert book.facts_per_param_by_d(rows) == pytest.approx(by_d)
     assert f"by d, median over splits and seeds: 8: {by_d[8]:.3f}, 11: {by_d[11]:.3f}, 16: {by_d[16]:.3f}" in three
     with pytest.raises(ValueError, match="no rows"):
-        book.release_subset_text({"rows": []}, name)
+        book.release_subset_report({"rows": []}, name)
     larger = rows + [dict(r, d=32, params=4 * r["params"], facts=4 * r["facts"], bits=4 * r["bits"])
                      for r in rows if r["d"] == 16]
     grown, by_range = book.slopes_by_d_range(larger)
