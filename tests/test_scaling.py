@@ -414,3 +414,32 @@ def test_trainer_rates_script_measures_this_checkout():
     assert bad.returncode == 2 and "--seconds in (0, 60]" in bad.stderr
     missing = subprocess.run(script[:2] + [str(root / "book")], capture_output=True, text=True, env=env, timeout=60)
     assert missing.returncode == 2 and "has no factlib/ package" in missing.stderr
+
+
+def test_trainer_bound_script_splits_a_step_into_products_and_the_rest():
+    """scripts/trainer_bound.py times the trainer on the bench's shapes, finds its matrix products in a profile
+    (a share of the step strictly between 0 and 1, a ceiling above the measured rate) and refuses bad settings by
+    name."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from factlib.bench import TRANSFORMER
+
+    root = Path(__file__).resolve().parents[1]
+    script = [sys.executable, str(root / "scripts" / "trainer_bound.py")]
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
+    out = subprocess.run(script + ["--runs", "2", "--bursts", "1", "--seconds", "0.01", "--profiled", "2"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [(r["d"], r["runs"]) for r in rows] == [(s["d"], 2) for s in TRANSFORMER["shapes"]]
+    for r in rows:
+        assert 0 < r["products_share"] < 1 and r["ceiling_run_steps_per_s"] > r["run_steps_per_s"] > 0
+        assert abs(r["us_per_run_step"] - 1e6 / r["run_steps_per_s"]) <= 0.1 + 1e-3 * r["us_per_run_step"]
+    for args, message in ((["--runs", "0"], "--runs must be integers in [1, 1024]"),
+                          (["--runs", "eight"], "--runs must be comma-separated integers"),
+                          (["--seconds", "nan"], "--seconds in (0, 60]")):
+        bad = subprocess.run(script + args, capture_output=True, text=True, env=env, timeout=60)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
