@@ -383,7 +383,7 @@ def slopes_by_d_range(rows: Sequence[dict], fits: dict | None = None) -> tuple[T
         whole = fits is not None and (low, high) == (ds[0], ds[-1])
         by_range[low, high] = fit = fits if whole else sweep_fits(mine)
         cells = [fit.get((response, how)) for response in LAWS for how in ("all", "within")]
-        table.append([f"{low} to {high}", len(mine)] + [interval_words(c) if c else None for c in cells])
+        table.append([f"{low}\u2013{high}", len(mine)] + [interval_words(c) if c else None for c in cells])
     columns = ["d", "sizes", "S R: across", "S R: within", "S R ln(S R): across", "S R ln(S R): within"]
     return Table(columns, table, caption="slopes refitted over the sizes in each range of d, 95 % bootstrap "
                                          "intervals over the (alpha, beta, seed) families"), by_range
