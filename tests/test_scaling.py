@@ -48,6 +48,22 @@ def test_batched_forward_is_the_per_model_forward(m, eos_residual, init):
         assert torch.equal(group.model(i).W_Q, model.W_Q)
 
 
+
+@pytest.mark.xfail(strict=True, reason="known fault: the batched forward shifts each head's scores by their best over "
+                   "the whole vocabulary and clips them 80 below it, so a prompt whose tokens all score more than 80 "
+                   "below that best gets uniform attention instead of the model's softmax")
+def test_batched_forward_is_the_per_model_forward_when_scores_spread_widely():
+    """Sharp attention (scores spread over hundreds of units, as training reached at d = 45 in the paper-protocol
+    subset) must not change the function the batched trainer computes."""
+    run = Run(TaskConfig(S=8, R=8, D=4), d=16, H=2, d_h=4, m=8, lr=1e-2, seed=0)
+    group = RunGroup([run])
+    with torch.no_grad():
+        group.weights["W_Q"].mul_(300.0)  # scores grow with |W_Q|: their spread over the vocabulary with it
+    tokens, _ = group.tasks.sample_tokens(step=1, batch_size=200)
+    model = group.model(0)
+    with torch.no_grad():
+        torch.testing.assert_close(group.forward_tokens(tokens)[0], model(tokens[0]), rtol=1e-4, atol=1e-4)
+
 def test_answers_follow_each_runs_fact_table():
     runs = mixed_runs()
     group = RunGroup(runs)
