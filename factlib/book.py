@@ -376,11 +376,10 @@ def slopes_by_d_range(rows: Sequence[dict], fits: dict | None = None) -> tuple[T
     """The slopes of a stored sweep with their intervals (``sweep_fits``) refitted over the sizes in each range of
     ``d_ranges``: where they move as larger models join, and without the smallest. ``fits``, the fits over all the
     rows where the caller has them. Returns the table and {(d_min, d_max): fits}."""
-    ds = sorted({r["d"] for r in rows})
     table, by_range = [], {}
     for low, high in d_ranges(rows):
         mine = [r for r in rows if low <= r["d"] <= high]
-        whole = fits is not None and (low, high) == (ds[0], ds[-1])
+        whole = fits is not None and len(mine) == len(rows)
         by_range[low, high] = fit = fits if whole else sweep_fits(mine)
         cells = [fit.get((response, how)) for response in LAWS for how in ("all", "within")]
         table.append([f"{low}\u2013{high}", len(mine)] + [interval_words(c) if c else None for c in cells])

@@ -10,6 +10,11 @@ the thread's CPU time, each the best of ``--bursts`` bursts of ``--seconds`` sec
 agree; on a busy one CPU time is the fairer of the two, and both checkouts should run in the same minutes.
 Checkouts from before ``factlib.batched`` existed (the trainer lived in ``factlib.trainer``) are driven through
 their own API.
+
+With ``--profiled N``, each cell then profiles N more steps with ``torch.profiler`` and adds up the self time of the
+matrix products (``aten::bmm``, ``baddbmm``, ``mm``, ``addmm``; ``einsum`` lands in ``bmm``): the microseconds per
+run-step of a whole step and of its products, the products' share, and the ceiling, the run-steps per second of a
+trainer that did these same products at the same speed and nothing else.
 """
 import argparse
 import json
@@ -17,18 +22,24 @@ import sys
 import time
 from pathlib import Path
 
+PRODUCTS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", help="the root of a factlib checkout")
     parser.add_argument("--bursts", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--profiled", type=int, default=0, help="steps profiled per cell (0: no profile)")
     args = parser.parse_args()
     if args.bursts < 1 or not 0 < args.seconds <= 60:
         parser.error("--bursts must be at least 1 and --seconds in (0, 60]")
+    if not 0 <= args.profiled <= 10_000:
+        parser.error(f"--profiled must be in [0, 10000]; got {args.profiled}")
     if not (Path(args.checkout) / "factlib" / "__init__.py").is_file():
         parser.error(f"checkout: {args.checkout} has no factlib/ package")
     import torch
+    from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(1)
     # the workload of this repository's bench, whatever the checkout measured has
@@ -77,6 +88,16 @@ def main() -> int:
                 cpu = max(cpu, n * k / (time.thread_time() - c0))
             rows.append({"d": shape["d"], "facts": task.num_facts, "runs": n,
                          "run_steps_per_s_wall": round(wall, 1), "run_steps_per_s_cpu": round(cpu, 1)})
+            if args.profiled:
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    for _ in range(args.profiled):
+                        t += 1
+                        step(t)
+                us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in PRODUCTS)
+                products, whole = us / (n * args.profiled), 1e6 / wall  # microseconds per run-step
+                rows[-1].update(us_per_run_step=round(whole, 1), products_us_per_run_step=round(products, 1),
+                                products_share=round(products / whole, 3),
+                                ceiling_run_steps_per_s=round(1e6 / products, 1))
             print(json.dumps(rows[-1]), flush=True)
     return 0
 

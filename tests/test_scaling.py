@@ -48,7 +48,6 @@ def test_batched_forward_is_the_per_model_forward(m, eos_residual, init):
         assert torch.equal(group.model(i).W_Q, model.W_Q)
 
 
-
 @pytest.mark.xfail(strict=True, reason="known fault: the batched forward shifts each head's scores by their best over "
                    "the whole vocabulary and clips them 80 below it, so a prompt whose tokens all score more than 80 "
                    "below that best gets uniform attention instead of the model's softmax")
@@ -63,6 +62,7 @@ def test_batched_forward_is_the_per_model_forward_when_scores_spread_widely():
     model = group.model(0)
     with torch.no_grad():
         torch.testing.assert_close(group.forward_tokens(tokens)[0], model(tokens[0]), rtol=1e-4, atol=1e-4)
+
 
 def test_answers_follow_each_runs_fact_table():
     runs = mixed_runs()
@@ -432,10 +432,9 @@ def test_trainer_rates_script_measures_this_checkout():
     assert missing.returncode == 2 and "has no factlib/ package" in missing.stderr
 
 
-def test_trainer_bound_script_splits_a_step_into_products_and_the_rest():
-    """scripts/trainer_bound.py times the trainer on the bench's shapes, finds its matrix products in a profile
-    (a share of the step strictly between 0 and 1, a ceiling above the measured rate) and refuses bad settings by
-    name."""
+def test_trainer_rates_script_splits_a_profiled_step_into_products_and_the_rest():
+    """scripts/trainer_rates.py --profiled finds the matrix products in a profile of the current trainer (a share of
+    the step strictly between 0 and 1, a ceiling above the measured rate) and refuses a bad count by name."""
     import json
     import subprocess
     import sys
@@ -444,18 +443,15 @@ def test_trainer_bound_script_splits_a_step_into_products_and_the_rest():
     from factlib.bench import TRANSFORMER
 
     root = Path(__file__).resolve().parents[1]
-    script = [sys.executable, str(root / "scripts" / "trainer_bound.py")]
+    script = [sys.executable, str(root / "scripts" / "trainer_rates.py"), str(root)]
     env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
-    out = subprocess.run(script + ["--runs", "2", "--bursts", "1", "--seconds", "0.01", "--profiled", "2"],
+    out = subprocess.run(script + ["--bursts", "1", "--seconds", "0.01", "--profiled", "2"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert [(r["d"], r["runs"]) for r in rows] == [(s["d"], 2) for s in TRANSFORMER["shapes"]]
+    assert [(r["d"], r["runs"]) for r in rows] == [(s["d"], n) for s in TRANSFORMER["shapes"] for n in (1, 8, 64)]
     for r in rows:
-        assert 0 < r["products_share"] < 1 and r["ceiling_run_steps_per_s"] > r["run_steps_per_s"] > 0
-        assert abs(r["us_per_run_step"] - 1e6 / r["run_steps_per_s"]) <= 0.1 + 1e-3 * r["us_per_run_step"]
-    for args, message in ((["--runs", "0"], "--runs must be integers in [1, 1024]"),
-                          (["--runs", "eight"], "--runs must be comma-separated integers"),
-                          (["--seconds", "nan"], "--seconds in (0, 60]")):
-        bad = subprocess.run(script + args, capture_output=True, text=True, env=env, timeout=60)
-        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+        assert 0 < r["products_share"] < 1 and r["ceiling_run_steps_per_s"] > r["run_steps_per_s_wall"] > 0
+        assert abs(r["us_per_run_step"] - 1e6 / r["run_steps_per_s_wall"]) <= 0.1 + 1e-3 * r["us_per_run_step"]
+    bad = subprocess.run(script + ["--profiled", "-1"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "--profiled must be in [0, 10000]" in bad.stderr
